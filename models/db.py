@@ -1,0 +1,42 @@
+"""Engine, sessions, and the one way to open a transaction: `unit_of_work()`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str, pool_size: int = 10) -> Engine:
+    """One pooled engine per URL and process; pre-ping so a restarted Postgres costs one retry, not a crash."""
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+
+
+@lru_cache(maxsize=8)
+def session_factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(url), expire_on_commit=False, autoflush=False)
+
+
+@contextmanager
+def unit_of_work(url: str) -> Iterator[Session]:
+    """A session in one transaction that commits only if the block returns; anything else rolls back."""
+    session = session_factory(url)()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password replaced by ***, for error messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a URL too broken to parse is shown without anything after the scheme
+        return url.split("://", 1)[0] + "://***"

@@ -1,0 +1,37 @@
+"""Payments: the idempotency ledger of every charge and refund we asked the provider for."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, Timestamps, UUIDKey
+from models.status import PaymentStatus, sql_in
+
+
+class Payment(UUIDKey, Timestamps, Base):
+    """The charge of one order; its idempotency key is stored before the provider is called."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint(f"status {sql_in(PaymentStatus)}", name="status_known"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint("refunded_cents >= 0 AND refunded_cents <= amount_cents", name="refund_within_charge"),
+        CheckConstraint("status <> 'succeeded' OR intent_id IS NOT NULL", name="success_has_intent"),
+        CheckConstraint("refunded_cents = 0 OR status = 'succeeded'", name="refund_only_of_success"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
+    provider: Mapped[str] = mapped_column(String(20), server_default="stripe")
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), server_default=PaymentStatus.STARTED.value)
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    refund_idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(String(1000))

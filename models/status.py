@@ -1,0 +1,69 @@
+"""The vocabularies stored in the database; plain enums so the pure saga code can use them too."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    """Where an order stands in the checkout saga."""
+
+    PENDING = "pending"
+    RESERVED = "reserved"
+    PAID = "paid"
+    CONFIRMED = "confirmed"
+    NOTIFIED = "notified"
+    SHIPPED = "shipped"
+    COMPENSATING = "compensating"
+    CANCELLED = "cancelled"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+TERMINAL_STATUSES = frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED, OrderStatus.NEEDS_ATTENTION})
+
+
+class ReservationStatus(StrEnum):
+    """What became of stock held for one order line."""
+
+    HELD = "held"
+    RELEASED = "released"
+    SHIPPED = "shipped"
+
+
+class PaymentStatus(StrEnum):
+    """The charge as we know it; `in_doubt` means the provider's answer never reached us."""
+
+    STARTED = "started"
+    IN_DOUBT = "in_doubt"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+
+
+class StepKind(StrEnum):
+    """Whether a timeline entry moved the saga forward, undid a step, or was an operator's action."""
+
+    ACTION = "action"
+    COMPENSATION = "compensation"
+    OPERATOR = "operator"
+
+
+class StepOutcome(StrEnum):
+    """How one attempt of one step ended."""
+
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class NotificationKind(StrEnum):
+    """The customer messages an order can send, each at most once."""
+
+    CONFIRMATION = "confirmation"
+    CANCELLATION = "cancellation"
+
+
+def sql_in(enum: type[StrEnum]) -> str:
+    """A CHECK constraint body that admits exactly the enum's values."""
+    return "IN (" + ", ".join(f"'{member.value}'" for member in enum) + ")"

@@ -1,0 +1,63 @@
+"""All configuration, read from the environment in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Keys that only the loopback Stripe server accepts; refused when talking to the real Stripe.
+LOCAL_STRIPE_KEY = "sk_test_orderflow_local"
+
+
+class Settings(BaseSettings):
+    """Every knob of orderflow; environment variables use the upper-case field name."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    # Unset URLs mean "start the embedded servers under stack_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    stack_dir: Path = PROJECT_ROOT / ".localstack"
+
+    stripe_api_key: SecretStr = SecretStr(LOCAL_STRIPE_KEY)
+    stripe_api_base: str | None = None
+    stripe_timeout_s: float = 10.0
+    stripe_webhook_secret: SecretStr | None = None
+
+    jwt_secrets: list[SecretStr] = []
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    worker_processes: int = 2
+    worker_threads: int = 8
+    db_pool_size: int = 10
+
+    @field_validator("database_url", "redis_url", "stripe_api_base", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str | None) -> str | None:
+        # One driver everywhere: plain postgres URLs are read as psycopg 3.
+        if value and value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    def stripe_is_local(self) -> bool:
+        return self.stripe_api_base is not None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,81 @@
+"""The pipeline's error taxonomy: every failure is transient (retry) or permanent (compensate)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PipelineError(Exception):
+    """Base of every error the saga knows how to classify."""
+
+    code: ClassVar[str] = "PIPELINE_ERROR"
+
+    def __init__(self, message: str = "", **details: Any) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.details = details
+
+
+class TransientError(PipelineError):
+    """A failure that may succeed if tried again later (timeouts, 5xx, 429, lock conflicts)."""
+
+    code = "TRANSIENT_ERROR"
+
+
+class PermanentError(PipelineError):
+    """A failure that no retry will fix; the saga compensates."""
+
+    code = "PERMANENT_ERROR"
+
+
+class OutOfStock(PermanentError):
+    """A line asked for more than the available stock."""
+
+    code = "OUT_OF_STOCK"
+
+
+class PaymentDeclined(PermanentError):
+    """The payment provider refused the charge (declined card, insufficient funds)."""
+
+    code = "PAYMENT_DECLINED"
+
+
+class PaymentInDoubt(TransientError):
+    """A charge's outcome is unknown; it must be reconciled before anything is retried."""
+
+    code = "PAYMENT_IN_DOUBT"
+
+
+class PaymentMisconfigured(PermanentError):
+    """The provider rejected our request itself (bad key, bad parameters): no retry helps."""
+
+    code = "PAYMENT_REJECTED"
+
+
+class InvalidAddress(PermanentError):
+    """The carrier refused the shipping address."""
+
+    code = "SHIPPING_REJECTED"
+
+
+class RetriesExhausted(PermanentError):
+    """A transient failure kept happening past the step's retry budget."""
+
+    code = "RETRIES_EXHAUSTED"
+
+
+class IllegalTransition(PermanentError):
+    """An order was asked to move between two states the state machine does not connect."""
+
+    code = "ILLEGAL_TRANSITION"
+
+
+class CompensationFailed(PipelineError):
+    """An undo step could not finish; an operator has to look at the order."""
+
+    code = "COMPENSATION_FAILED"
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when a retry may help: our transient errors, and nothing we cannot classify as such."""
+    return isinstance(error, TransientError)

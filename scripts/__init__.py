@@ -1,0 +1,1 @@
+"""Operator tools: the orderctl CLI, the local stack, the demo, benchmarks."""

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Set up orderflow's virtual environment when needed, then run the main job or the tests.
+
+    python3 scripts/dev.py demo    # the whole local stack with demo orders flowing through the saga
+    python3 scripts/dev.py test    # the test suite against real Postgres, Redis and the local Stripe
+
+Standard library only: this is what runs on a machine that has nothing but Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".orderflow-installed"
+COMMANDS = {
+    "demo": ["orderctl", "demo"],
+    "test": ["python", "-m", "pytest"],
+}
+
+
+def ensure_venv() -> Path:
+    """Create .venv and install the project into it, again only when pyproject.toml changed."""
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return VENV / "bin"
+    if not (VENV / "bin" / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    print("installing orderflow and its dependencies into .venv ...", flush=True)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--editable", f"{ROOT}[dev]"], check=True, cwd=ROOT)
+    STAMP.write_text(wanted)
+    return VENV / "bin"
+
+
+def main() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs under whatever python3 the machine has
+        sys.exit(f"orderflow needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: python3 scripts/dev.py {{{'|'.join(COMMANDS)}}} [args...]")
+    try:
+        bin_dir = ensure_venv()
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"error: installing the dependencies failed (exit {error.returncode}); see pip's output above")
+    program, *args = COMMANDS[sys.argv[1]]
+    os.chdir(ROOT)
+    os.execv(bin_dir / program, [program, *args, *sys.argv[2:]])
+
+
+if __name__ == "__main__":
+    main()

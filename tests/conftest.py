@@ -1,0 +1,89 @@
+"""Real servers for the tests: Postgres and Redis started by the same code as the local stack.
+
+A test run gets its own fresh database (migrated to head) on the embedded or configured Postgres,
+and its own private Redis server, so runs can happen side by side. Tables are truncated between
+tests, not re-migrated.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from models import migrate
+from models.db import engine_for
+from models.tables import Base
+from pipeline.config import PROJECT_ROOT
+from scripts import localstack
+
+
+@dataclass(frozen=True)
+class Servers:
+    """The URLs this test run talks to."""
+
+    database_url: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    database_url = _fresh_database()
+    redis_home = Path(tempfile.mkdtemp(prefix="orderflow-redis-"))
+    port = localstack._free_port()
+    redis_process = localstack.start_redis(redis_home, port, daemonize=False)
+    urls = Servers(database_url, f"redis://127.0.0.1:{port}/0")
+    os.environ.update(DATABASE_URL=urls.database_url, REDIS_URL=urls.redis_url)
+    try:
+        yield urls
+    finally:
+        assert redis_process is not None
+        redis_process.terminate()
+        redis_process.wait(10)
+        shutil.rmtree(redis_home, ignore_errors=True)
+        engine_for.cache_clear()
+        admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
+        localstack.drop_database(admin, make_url(database_url).database or "")
+
+
+def _fresh_database() -> str:
+    """A new database named for this run, on DATABASE_URL's server or on the embedded one."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        base = make_url(configured.replace("postgresql://", "postgresql+psycopg://", 1))
+    else:
+        base = make_url(localstack.ensure_up(PROJECT_ROOT / ".localstack").database_url)
+    name = f"orderflow_test_{secrets.token_hex(4)}"
+    admin = base.set(database="postgres").render_as_string(hide_password=False)
+    localstack.create_database(admin, name)
+    url = base.set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def db_url(servers: Servers) -> Iterator[str]:
+    """The migrated test database, emptied after each test."""
+    yield servers.database_url
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine_for(servers.database_url).begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def redis_client(servers: Servers) -> Iterator[redis.Redis]:
+    """A client of the test run's private Redis, flushed before and after each test."""
+    client = redis.Redis.from_url(servers.redis_url)
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
