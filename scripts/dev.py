@@ -51,7 +51,9 @@ def main() -> None:
         sys.exit(f"error: installing the dependencies failed (exit {error.returncode}); see pip's output above")
     program, *args = COMMANDS[sys.argv[1]]
     os.chdir(ROOT)
-    os.execv(bin_dir / program, [program, *args, *sys.argv[2:]])
+    # argv[0] must be the full path: Python finds its venv from it.
+    executable = str(bin_dir / program)
+    os.execv(executable, [executable, *args, *sys.argv[2:]])
 
 
 if __name__ == "__main__":
