@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
+    # Crash recovery: a live order whose step has not progressed for this long is re-driven.
+    step_lease_s: float = 30.0
+    reaper_interval_s: float = 5.0
+
+    # Intake limits.
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
+    max_lines_per_order: int = 50
+    max_quantity_per_line: int = 1000
+    max_body_bytes: int = 64 * 1024
+
     worker_processes: int = 2
     worker_threads: int = 8
     db_pool_size: int = 10

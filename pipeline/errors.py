@@ -76,6 +76,18 @@ class CompensationFailed(PipelineError):
     code = "COMPENSATION_FAILED"
 
 
+class OrderNotFound(PermanentError):
+    """No order has that id."""
+
+    code = "ORDER_NOT_FOUND"
+
+
+class OrderAlreadyShipped(PermanentError):
+    """A shipped order cannot be cancelled or compensated."""
+
+    code = "ORDER_ALREADY_SHIPPED"
+
+
 def is_transient(error: BaseException) -> bool:
     """True when a retry may help: our transient errors, and nothing we cannot classify as such."""
     return isinstance(error, TransientError)

@@ -243,7 +243,8 @@ def _port_open(port: int) -> bool:
 
 def _redis_answers(port: int) -> bool:
     try:
-        return bool(redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1).ping())
+        with redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1) as client:
+            return bool(client.ping())
     except redis.RedisError:
         return False
 
@@ -296,7 +297,8 @@ def check_reachable(database_url: str, redis_url: str) -> None:
     except (psycopg.Error, ValueError) as error:
         raise StackError(f"cannot reach Postgres at {mask_password(database_url)}: {_first_line(error)}") from None
     try:
-        redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5).ping()
+        with redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5) as client:
+            client.ping()
     except (redis.RedisError, ValueError) as error:
         raise StackError(f"cannot reach Redis at {mask_password(redis_url)}: {_first_line(error)}") from None
 

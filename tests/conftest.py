@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,24 +36,39 @@ class Servers:
     redis_url: str
 
 
-@pytest.fixture(scope="session")
-def servers() -> Iterator[Servers]:
+_started: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the servers before test modules are imported: the Dramatiq broker binds at import."""
     database_url = _fresh_database()
     redis_home = Path(tempfile.mkdtemp(prefix="orderflow-redis-"))
     port = localstack._free_port()
-    redis_process = localstack.start_redis(redis_home, port, daemonize=False)
-    urls = Servers(database_url, f"redis://127.0.0.1:{port}/0")
-    os.environ.update(DATABASE_URL=urls.database_url, REDIS_URL=urls.redis_url)
-    try:
-        yield urls
-    finally:
-        assert redis_process is not None
-        redis_process.terminate()
-        redis_process.wait(10)
-        shutil.rmtree(redis_home, ignore_errors=True)
+    _started.update(process=localstack.start_redis(redis_home, port, daemonize=False), home=redis_home)
+    _started["servers"] = Servers(database_url, f"redis://127.0.0.1:{port}/0")
+    os.environ.update(DATABASE_URL=database_url, REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    os.environ.setdefault("LOG_FORMAT", "console")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    process = _started.get("process")
+    if isinstance(process, subprocess.Popen):
+        process.terminate()
+        process.wait(10)
+    shutil.rmtree(str(_started.get("home", "")), ignore_errors=True)
+    servers = _started.get("servers")
+    if isinstance(servers, Servers):
         engine_for.cache_clear()
-        admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
-        localstack.drop_database(admin, make_url(database_url).database or "")
+        url = make_url(servers.database_url)
+        admin = url.set(database="postgres").render_as_string(hide_password=False)
+        localstack.drop_database(admin, url.database or "")
+
+
+@pytest.fixture(scope="session")
+def servers() -> Servers:
+    started = _started["servers"]
+    assert isinstance(started, Servers)
+    return started
 
 
 def _fresh_database() -> str:
