@@ -1,4 +1,4 @@
-"""The saga's records: the order timeline, the outbox, and the effects that must happen once."""
+"""The saga's records: the order timeline, intake idempotency, and the effects that must happen once."""
 
 from __future__ import annotations
 
@@ -40,18 +40,22 @@ class SagaStep(UUIDKey, Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
 
 
-class OutboxMessage(Base):
-    """A message to send, written in the same transaction as the state change that calls for it."""
+class LocalDelivery(Base):
+    """What the local notifier and shipper "sent": their own record, deduplicated by idempotency key.
 
-    __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unsent", "available_at", postgresql_where="sent_at IS NULL"),)
+    Written in its own transaction, like a real provider's system would be, so a step that rolls
+    back after the call still leaves the delivery behind (that is what makes the key matter).
+    """
+
+    __tablename__ = "local_deliveries"
+    __table_args__ = (CheckConstraint("provider IN ('notifier', 'shipper')", name="provider_known"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
-    actor: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IdempotencyKey(Base):

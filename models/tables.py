@@ -6,15 +6,15 @@ from models.base import Base
 from models.inventory import Product, Reservation
 from models.orders import Order, OrderLine
 from models.payments import Payment
-from models.saga import IdempotencyKey, Notification, OutboxMessage, SagaStep, Shipment, WebhookEvent
+from models.saga import IdempotencyKey, LocalDelivery, Notification, SagaStep, Shipment, WebhookEvent
 
 __all__ = [
     "Base",
     "IdempotencyKey",
+    "LocalDelivery",
     "Notification",
     "Order",
     "OrderLine",
-    "OutboxMessage",
     "Payment",
     "Product",
     "Reservation",

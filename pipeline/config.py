@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
+    # Fault injection in the local notifier and shipper (fraction of calls that fail transiently).
+    notify_fault_rate: float = 0.0
+    ship_fault_rate: float = 0.0
+
     # Crash recovery: a live order whose step has not progressed for this long is re-driven.
     step_lease_s: float = 30.0
     reaper_interval_s: float = 5.0

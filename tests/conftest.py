@@ -24,8 +24,9 @@ from sqlalchemy.engine import make_url
 from models import migrate
 from models.db import engine_for
 from models.tables import Base
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import LOCAL_STRIPE_KEY, PROJECT_ROOT
 from scripts import localstack
+from scripts.fake_stripe import FakeStripeServer
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
     _started["servers"] = Servers(database_url, f"redis://127.0.0.1:{port}/0")
     os.environ.update(DATABASE_URL=database_url, REDIS_URL=f"redis://127.0.0.1:{port}/0")
     os.environ.setdefault("LOG_FORMAT", "console")
+    # The loopback Stripe, reached through the real SDK; a short timeout keeps in-doubt tests quick.
+    stripe = FakeStripeServer().start()
+    _started["stripe"] = stripe
+    os.environ.update(STRIPE_API_BASE=stripe.url, STRIPE_API_KEY=LOCAL_STRIPE_KEY, STRIPE_TIMEOUT_S="2")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    stripe = _started.get("stripe")
+    if isinstance(stripe, FakeStripeServer):
+        stripe.stop()
     process = _started.get("process")
     if isinstance(process, subprocess.Popen):
         process.terminate()
@@ -103,3 +111,13 @@ def redis_client(servers: Servers) -> Iterator[redis.Redis]:
     yield client
     client.flushall()
     client.close()
+
+
+@pytest.fixture
+def stripe_server() -> Iterator[FakeStripeServer]:
+    """The run's loopback Stripe, with faults and records reset around each test."""
+    server = _started["stripe"]
+    assert isinstance(server, FakeStripeServer)
+    server.reset()
+    yield server
+    server.reset()

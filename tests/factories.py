@@ -15,3 +15,48 @@ def random_sku(name: str = "") -> str:
 
 def random_user() -> str:
     return f"user-{random_suffix()}"
+
+
+def make_product(db_url: str, *, stock: int = 100, price_cents: int = 1250) -> uuid.UUID:
+    from models.db import unit_of_work
+    from models.inventory import Product
+
+    with unit_of_work(db_url) as session:
+        product = Product(
+            sku=random_sku(), name="Mug", price_cents=price_cents, total=stock, available=stock, reserved=0, shipped=0
+        )
+        session.add(product)
+        session.flush()
+        return product.id
+
+
+GOOD_ADDRESS = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "US"}
+
+
+def make_order(
+    db_url: str,
+    lines: list[tuple[uuid.UUID, int]],
+    *,
+    payment_method: str = "pm_card_visa",
+    address: dict[str, str] | None = None,
+    price_cents: int = 1250,
+    extra_cents: int = 0,
+) -> uuid.UUID:
+    """A pending order as intake writes it (lease included), not yet sent to the saga."""
+    from models.db import unit_of_work
+    from models.orders import Order, OrderLine
+    from pipeline.progress import lease_until
+
+    with unit_of_work(db_url) as session:
+        order = Order(
+            user_id=random_user(), currency="USD", total_cents=sum(q * price_cents for _, q in lines) + extra_cents,
+            payment_method_id=payment_method, shipping_address=address or GOOD_ADDRESS,
+            current_step="reserve_stock", lease_expires_at=lease_until(30),
+        )  # fmt: skip
+        order.lines = [
+            OrderLine(product_id=product, line_no=n, quantity=q, unit_price_cents=price_cents)
+            for n, (product, q) in enumerate(lines, start=1)
+        ]
+        session.add(order)
+        session.flush()
+        return order.id

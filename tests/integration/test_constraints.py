@@ -64,6 +64,11 @@ def an_idempotency_key(db_url: str, **overrides: Any) -> None:
     insert(db_url, "idempotency_keys", **(row | {"response_body": "{}"} | overrides))
 
 
+def a_local_delivery(db_url: str, **overrides: Any) -> None:
+    row = {"provider": "notifier", "idempotency_key": uuid.uuid4().hex, "order_id": uuid.uuid4(), "payload": "{}"}
+    insert(db_url, "local_deliveries", **(row | overrides))
+
+
 LATER = "2020-01-01T00:00:00Z"
 BAD_ROWS = {
     "ck_products_price_not_negative": (a_product, {"price_cents": -1}),
@@ -95,6 +100,7 @@ BAD_ROWS = {
     "ck_saga_steps_duration_not_negative": (a_step, {"duration_ms": -1}),
     "ck_notifications_kind_known": (a_notification, {"kind": "spam"}),
     "ck_idempotency_keys_response_code_http": (an_idempotency_key, {"response_code": 42}),
+    "ck_local_deliveries_provider_known": (a_local_delivery, {"provider": "pigeon"}),
 }
 
 

@@ -1,4 +1,4 @@
-"""Initial schema for the whole checkout saga: orders, stock, payments, timeline, outbox, idempotency.
+"""Initial schema for the whole checkout saga: orders, stock, payments, timeline, idempotency.
 
 Revision ID: 0001
 Revises:
@@ -133,20 +133,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("order_id", "product_id", name="uq_order_lines_order_product"),
     )
     op.create_table(
-        "outbox",
+        "local_deliveries",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("provider", sa.String(length=16), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=False),
         sa.Column("order_id", sa.Uuid(), nullable=False),
-        sa.Column("actor", sa.String(length=64), nullable=False),
+        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("available_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["order_id"], ["orders.id"], name=op.f("fk_outbox_order_id_orders"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.CheckConstraint("provider IN ('notifier', 'shipper')", name=op.f("ck_local_deliveries_provider_known")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_local_deliveries")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_local_deliveries_idempotency_key")),
     )
-    op.create_index(op.f("ix_outbox_order_id"), "outbox", ["order_id"], unique=False)
-    op.create_index("ix_outbox_unsent", "outbox", ["available_at"], unique=False, postgresql_where="sent_at IS NULL")
+    op.create_index(op.f("ix_local_deliveries_order_id"), "local_deliveries", ["order_id"], unique=False)
     op.create_table(
         "payments",
         sa.Column("order_id", sa.Uuid(), nullable=False),
@@ -257,9 +255,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_reservations_order_id"), table_name="reservations")
     op.drop_table("reservations")
     op.drop_table("payments")
-    op.drop_index("ix_outbox_unsent", table_name="outbox", postgresql_where="sent_at IS NULL")
-    op.drop_index(op.f("ix_outbox_order_id"), table_name="outbox")
-    op.drop_table("outbox")
+    op.drop_index(op.f("ix_local_deliveries_order_id"), table_name="local_deliveries")
+    op.drop_table("local_deliveries")
     op.drop_table("order_lines")
     op.drop_index("uq_notifications_order_kind", table_name="notifications")
     op.drop_table("notifications")

@@ -1,0 +1,45 @@
+"""The outside world as the steps see it, built once per process from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pipeline.config import LOCAL_STRIPE_KEY, Settings, get_settings
+from pipeline.local_providers import LocalRecorder
+from pipeline.notify import LocalNotifier, Notifier
+from pipeline.payments import StripePayments
+from pipeline.shipping import LocalShipper, Shipper
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """Everything a step may call besides its own transaction."""
+
+    database_url: str
+    payments: StripePayments
+    notifier: Notifier
+    shipper: Shipper
+    lease_s: float
+
+
+def build_adapters(settings: Settings) -> Adapters:
+    """Production defaults from settings; tests build their own with other parameters."""
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL is not set: start workers through `orderctl demo`, or set DATABASE_URL")
+    key = settings.stripe_api_key.get_secret_value()
+    if settings.stripe_api_base is None and key == LOCAL_STRIPE_KEY:
+        raise RuntimeError("STRIPE_API_KEY is the local placeholder but STRIPE_API_BASE is unset (real Stripe)")
+    return Adapters(
+        database_url=settings.database_url,
+        payments=StripePayments(key, settings.stripe_api_base, settings.stripe_timeout_s),
+        notifier=LocalNotifier(LocalRecorder(settings.database_url, "notifier", settings.notify_fault_rate)),
+        shipper=LocalShipper(LocalRecorder(settings.database_url, "shipper", settings.ship_fault_rate)),
+        lease_s=settings.step_lease_s,
+    )
+
+
+@lru_cache(maxsize=1)
+def process_adapters() -> Adapters:
+    """The adapters of this worker process."""
+    return build_adapters(get_settings())

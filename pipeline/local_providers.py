@@ -1,0 +1,38 @@
+"""The local notifier and shipper: they record what they "send", honour idempotency keys, inject faults."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from models.db import unit_of_work
+from models.saga import LocalDelivery
+from pipeline.errors import TransientError
+
+
+class LocalRecorder:
+    """A stand-in provider whose records live in `local_deliveries`, one row per idempotency key."""
+
+    def __init__(self, database_url: str, provider: str, fault_rate: float = 0.0, seed: int | None = None) -> None:
+        self.database_url = database_url
+        self.provider = provider
+        self.fault_rate = fault_rate
+        self._random = random.Random(seed)
+
+    def deliver(self, order_id: uuid.UUID, idempotency_key: str, payload: dict[str, Any]) -> str:
+        """Record the delivery once per key and return its reference; a replayed key returns the first one."""
+        if self._random.random() < self.fault_rate:
+            raise TransientError(f"injected {self.provider} fault", provider=self.provider)
+        with unit_of_work(self.database_url) as session:
+            session.execute(
+                insert(LocalDelivery)
+                .values(provider=self.provider, idempotency_key=idempotency_key, order_id=order_id, payload=payload)
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            )
+            same_key = LocalDelivery.idempotency_key == idempotency_key
+            delivery_id = session.scalar(select(LocalDelivery.id).where(same_key))
+        return f"{self.provider}-{delivery_id}"

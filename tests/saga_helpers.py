@@ -1,0 +1,68 @@
+"""Running orders through the real saga in tests: a Dramatiq worker in-process, polling the database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from sqlalchemy import func, select, text
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+import workers
+from models.db import engine_for, unit_of_work
+from models.inventory import Product
+from models.orders import Order
+from models.status import TERMINAL_STATUSES
+
+
+@pytest.fixture
+def worker(db_url: str, redis_client: Any) -> Iterator[dramatiq.Worker]:
+    """A real Dramatiq worker (8 threads) on the test Redis, running every saga actor."""
+    broker = workers.broker.broker
+    broker.flush_all()
+    broker.emit_after("process_boot")
+    running = dramatiq.Worker(broker, worker_threads=8, worker_timeout=50)
+    running.start()
+    yield running
+    running.stop()
+    broker.flush_all()
+
+
+def wait_until_terminal(db_url: str, order_ids: list[uuid.UUID], seconds: float = 60) -> dict[uuid.UUID, Order]:
+    """Poll until every order reached shipped, cancelled or needs_attention; return them."""
+    terminal = [status.value for status in TERMINAL_STATUSES]
+    for attempt in Retrying(stop=stop_after_delay(seconds), wait=wait_fixed(0.1), reraise=True,
+                            retry=retry_if_exception_type(AssertionError)):  # fmt: skip
+        with attempt, unit_of_work(db_url) as session:
+            done = session.scalar(select(func.count()).where(Order.id.in_(order_ids), Order.status.in_(terminal)))
+            assert done == len(order_ids), f"{done}/{len(order_ids)} orders terminal"
+    with unit_of_work(db_url) as session:
+        return {order.id: order for order in session.scalars(select(Order).where(Order.id.in_(order_ids)))}
+
+
+def stock(db_url: str, product_id: uuid.UUID) -> tuple[int, int, int, int]:
+    """(total, available, reserved, shipped)."""
+    with unit_of_work(db_url) as session:
+        product = session.get_one(Product, product_id)
+        return product.total, product.available, product.reserved, product.shipped
+
+
+def count(db_url: str, sql: str, **params: Any) -> int:
+    with engine_for(db_url).connect() as connection:
+        return int(connection.execute(text(sql), params).scalar_one())
+
+
+def timeline(db_url: str, order_id: uuid.UUID) -> list[tuple[str, str]]:
+    with engine_for(db_url).connect() as connection:
+        rows = connection.execute(
+            text("SELECT step, outcome FROM saga_steps WHERE order_id = :id ORDER BY started_at, finished_at"),
+            {"id": order_id},
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+def succeeded_charges(ledger: list[dict[str, Any]], order_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [i for i in ledger if i["metadata"].get("order_id") == str(order_id) and i["status"] == "succeeded"]

@@ -1,0 +1,33 @@
+"""How saga actors are declared: queue and retry policy come from the saga table, not from each actor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+
+from pipeline import saga
+from pipeline.errors import PermanentError
+
+ActorFn = Callable[[str], None]
+
+
+def saga_actor(name: str) -> Callable[[ActorFn], dramatiq.Actor[[str], None]]:
+    """Declare the actor for step or compensation `name` with its queue and bounded retries.
+
+    Permanent errors are handled inside the runner; `throws` is the backstop that keeps Dramatiq
+    from retrying one that slipped through. Exhausted retries go to `saga_exhausted`.
+    """
+    retry = saga.BY_NAME[name].retry if name in saga.BY_NAME else saga.COMPENSATION_RETRY
+    options: dict[str, Any] = {
+        "actor_name": name,
+        "queue_name": saga.queue_of(name),
+        "max_retries": retry.max_retries,
+        "min_backoff": retry.min_backoff_ms,
+        "max_backoff": retry.max_backoff_ms,
+        "throws": (PermanentError,),
+        "on_retry_exhausted": "saga_exhausted",
+        "time_limit": 120_000,
+    }
+    return dramatiq.actor(**options)  # type: ignore[no-any-return]

@@ -1,0 +1,168 @@
+"""Run one saga step or compensation for one order: lock, act, record, commit, then send what is next."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import structlog
+from dramatiq.middleware import CurrentMessage
+
+from models.db import unit_of_work
+from models.status import OrderStatus, StepKind, StepOutcome
+from pipeline import metrics, saga
+from pipeline.adapters import Adapters, process_adapters
+from pipeline.errors import PermanentError, PipelineError, RetriesExhausted
+from pipeline.progress import advance, begin_compensation, lease_until, lock_order, record
+from pipeline.steps import ACTIONS, COMPENSATIONS
+from workers.dispatch import send
+
+log = structlog.get_logger("orderflow.saga")
+
+
+def run_action(step: str, order_id: str, adapters: Adapters | None = None) -> None:
+    """Run a forward step; permanent failure starts compensation, anything else is retried by Dramatiq."""
+    adapters = adapters or process_adapters()
+    started, clock = datetime.now(UTC), time.perf_counter()
+    next_actor: str | None = None
+    try:
+        with unit_of_work(adapters.database_url) as session:
+            order = lock_order(session, order_id)
+            status = OrderStatus(order.status)
+            if status != saga.status_before(step):
+                # Redelivered, or overtaken by a cancel: resend the follow-up only if this step just finished.
+                next_actor = saga.step_after(step) if status == saga.BY_NAME[step].done else None
+                outcome = StepOutcome.SKIPPED
+            else:
+                ACTIONS[step](session, order, adapters)
+                next_actor = saga.step_after(step)
+                advance(order, saga.BY_NAME[step].done, next_actor, adapters.lease_s)
+                record(session, order.id, step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **_message_info())
+                outcome = StepOutcome.SUCCEEDED
+                if next_actor is None:
+                    _finished(order.status, order.created_at)
+    except PermanentError as error:
+        _observe(step, StepKind.ACTION, StepOutcome.FAILED, clock, error)
+        fail_permanently(step, order_id, error, adapters)
+        return
+    except Exception as error:
+        _observe(step, StepKind.ACTION, StepOutcome.RETRYING, clock, error)
+        _record_retry(step, StepKind.ACTION, order_id, error, adapters)
+        raise
+    _observe(step, StepKind.ACTION, outcome, clock)
+    if next_actor:
+        send(next_actor, order_id)
+
+
+def fail_permanently(step: str, order_id: str, error: PipelineError, adapters: Adapters | None = None) -> None:
+    """Record the failure and start undoing the completed steps, newest first."""
+    adapters = adapters or process_adapters()
+    started = datetime.now(UTC)
+    with unit_of_work(adapters.database_url) as session:
+        order = lock_order(session, order_id)
+        if order.status != saga.status_before(step):
+            return  # someone else moved the order on (a duplicate, or a cancel): nothing to start
+        record(session, order.id, step, StepKind.ACTION, StepOutcome.FAILED, started, **_error_info(error))
+        first = begin_compensation(order, saga.compensation_plan(step), error.code, error.message, adapters.lease_s)
+        status = order.status
+    metrics.COMPENSATIONS.labels(error.code).inc()
+    log.warning("saga.compensating", order_id=order_id, step=step, reason=error.code, error=error.message)
+    if first:
+        send(first, order_id)
+    else:
+        _finished(status, None)
+
+
+def run_compensation(undo: str, order_id: str, adapters: Adapters | None = None) -> None:
+    """Run one undo step; when every undo is done the order is cancelled."""
+    adapters = adapters or process_adapters()
+    started, clock = datetime.now(UTC), time.perf_counter()
+    next_undo: str | None = None
+    outcome = StepOutcome.SKIPPED
+    try:
+        with unit_of_work(adapters.database_url) as session:
+            order = lock_order(session, order_id)
+            if order.status == OrderStatus.COMPENSATING and order.current_step == undo:
+                undone = COMPENSATIONS[undo](session, order, adapters)
+                outcome = StepOutcome.SUCCEEDED if undone else StepOutcome.SKIPPED
+                record(session, order.id, undo, StepKind.COMPENSATION, outcome, started, **_message_info())
+                next_undo = saga.undo_after(undo)
+                if next_undo:
+                    order.current_step, order.lease_expires_at = next_undo, lease_until(adapters.lease_s)
+                else:
+                    advance(order, OrderStatus.CANCELLED, None, adapters.lease_s)
+                    _finished(order.status, None)
+    except PermanentError as error:
+        _observe(undo, StepKind.COMPENSATION, StepOutcome.FAILED, clock, error)
+        needs_attention(undo, order_id, error, adapters)
+        return
+    except Exception as error:
+        _observe(undo, StepKind.COMPENSATION, StepOutcome.RETRYING, clock, error)
+        _record_retry(undo, StepKind.COMPENSATION, order_id, error, adapters)
+        raise
+    _observe(undo, StepKind.COMPENSATION, outcome, clock)
+    if next_undo:
+        send(next_undo, order_id)
+
+
+def needs_attention(undo: str, order_id: str, error: PipelineError, adapters: Adapters | None = None) -> None:
+    """A compensation could not finish: park the order where operators and alerts see it."""
+    adapters = adapters or process_adapters()
+    started = datetime.now(UTC)
+    with unit_of_work(adapters.database_url) as session:
+        order = lock_order(session, order_id)
+        if order.status != OrderStatus.COMPENSATING or order.current_step != undo:
+            return
+        record(session, order.id, undo, StepKind.COMPENSATION, StepOutcome.FAILED, started, **_error_info(error))
+        order.last_error = f"{undo}: {error.code}: {error.message}"[:1000]
+        advance(order, OrderStatus.NEEDS_ATTENTION, undo, adapters.lease_s)
+    _finished(OrderStatus.NEEDS_ATTENTION, None)
+    log.error("saga.needs_attention", order_id=order_id, step=undo, error=error.message)
+
+
+def exhausted(actor: str, order_id: str, last_error: str) -> None:
+    """Dramatiq gave up retrying `actor`: a step counts as failed for good, a compensation needs a person."""
+    error = RetriesExhausted(f"{actor} kept failing: {last_error}"[:1000])
+    if actor in saga.BY_NAME:
+        fail_permanently(actor, order_id, error)
+    else:
+        needs_attention(actor, order_id, error)
+
+
+def _record_retry(step: str, kind: StepKind, order_id: str, error: Exception, adapters: Adapters) -> None:
+    """Note the failed attempt, and stretch the lease over the coming backoff so the reaper waits for it."""
+    code = error.code if isinstance(error, PipelineError) else type(error).__name__
+    retry = saga.BY_NAME[step].retry if step in saga.BY_NAME else saga.COMPENSATION_RETRY
+    log.warning("saga.retrying", order_id=order_id, step=step, code=code, error=str(error)[:300])
+    try:
+        with unit_of_work(adapters.database_url) as session:
+            order = lock_order(session, order_id)
+            details = {**_message_info(), "error_code": code, "error_message": str(error)}
+            record(session, order.id, step, kind, StepOutcome.RETRYING, datetime.now(UTC), **details)
+            order.lease_expires_at = lease_until(adapters.lease_s + retry.max_backoff_ms / 1000)
+    except Exception as database_down:  # the retry itself must not fail on a bookkeeping write
+        log.warning("saga.retry_not_recorded", order_id=order_id, step=step, error=str(database_down)[:300])
+
+
+def _message_info() -> dict[str, object]:
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return {}
+    return {"attempt": message.options.get("retries", 0) + 1, "message_id": message.message_id}
+
+
+def _error_info(error: PipelineError) -> dict[str, object]:
+    return {**_message_info(), "error_code": error.code, "error_message": error.message}
+
+
+def _observe(step: str, kind: StepKind, outcome: StepOutcome, clock: float, error: Exception | None = None) -> None:
+    metrics.STEP_SECONDS.labels(step, kind.value, outcome.value).observe(time.perf_counter() - clock)
+    if error is not None:
+        code = error.code if isinstance(error, PipelineError) else type(error).__name__
+        metrics.STEP_FAILURES.labels(step, kind.value, code).inc()
+
+
+def _finished(status: str, created_at: datetime | None) -> None:
+    metrics.ORDERS_FINISHED.labels(status).inc()
+    if status == OrderStatus.SHIPPED and created_at is not None:
+        metrics.TIME_TO_SHIP.observe((datetime.now(UTC) - created_at).total_seconds())
