@@ -1,0 +1,196 @@
+"""The main job: the whole local stack with a stream of demo orders flowing through the saga."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import text
+
+from models.db import engine_for, unit_of_work
+from models.inventory import Product
+from pipeline.config import LOCAL_STRIPE_KEY, PROJECT_ROOT
+from scripts.localstack import Stack, _free_port
+
+console = Console()
+ADDRESS = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "US"}
+NOWHERE = ADDRESS | {"country": "ZZ"}
+TERMINAL = ("shipped", "cancelled", "needs_attention")
+
+
+@contextmanager
+def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) -> Iterator[str]:
+    """Run the Procfile (API, workers, reaper, loopback Stripe) under honcho; yields the API's URL."""
+    api_port, stripe_port = _free_port(), _free_port()
+    env = os.environ | {
+        "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url, "API_PORT": str(api_port),
+        "STRIPE_PORT": str(stripe_port), "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
+        "STRIPE_API_KEY": LOCAL_STRIPE_KEY, "STRIPE_TIMEOUT_S": "2", "WORKER_PROCESSES": str(processes),
+        "WORKER_THREADS": str(threads), "STEP_LEASE_S": "15", "REAPER_INTERVAL_S": "2",
+        # Faults a real shop meets: a flaky payment provider and notifier.
+        "FAKE_STRIPE_ERROR_RATE": "0.04", "FAKE_STRIPE_RATE_LIMIT_RATE": "0.02", "FAKE_STRIPE_TIMEOUT_RATE": "0.01",
+        "FAKE_STRIPE_TIMEOUT_DELAY_S": "3", "NOTIFY_FAULT_RATE": "0.03",
+    }  # fmt: skip
+    bin_dir = Path(sys.executable).parent  # the Procfile's commands come from this venv
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    honcho = str(bin_dir / "honcho")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [honcho, "start", "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            api = f"http://127.0.0.1:{api_port}"
+            _wait_ready(f"{api}/readyz", process, log_path)
+            yield api
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the whole process group (workers finish their messages), SIGKILL what is left after 20 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the stack exited early; see {log_path}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the API did not become ready in {seconds:.0f} s; see {log_path}")
+
+
+def seed_catalogue(database_url: str) -> list[dict[str, Any]]:
+    """Four well-stocked products and one limited edition that sells out during the demo."""
+    stocks = {"Mug": 100_000, "Tee": 100_000, "Cap": 100_000, "Poster": 100_000, "Limited print": 15}
+    with unit_of_work(database_url) as session:
+        products = [
+            Product(sku=f"demo-{uuid.uuid4().hex[:8]}", name=name, price_cents=random.randint(500, 5000),
+                    total=stock, available=stock, reserved=0, shipped=0)
+            for name, stock in stocks.items()
+        ]  # fmt: skip
+        session.add_all(products)
+        session.flush()
+        return [{"id": str(p.id), "name": p.name, "price": p.price_cents} for p in products]
+
+
+def demo_order(index: int, catalogue: list[dict[str, Any]]) -> dict[str, Any]:
+    """A mix that mostly succeeds, and sometimes is declined, sells out, or cannot be shipped."""
+    lines = random.sample(catalogue[:4], k=random.randint(1, 2))
+    if index % 8 == 3:
+        lines.append(catalogue[4])
+    declines = {0: "pm_card_chargeDeclined", 10: "pm_card_chargeDeclinedInsufficientFunds"}
+    method = declines.get(index % 20, "pm_card_visa")
+    return {
+        "userId": f"demo-user-{index % 50}",
+        "items": [{"productId": p["id"], "quantity": random.randint(1, 3), "price": p["price"]} for p in lines],
+        "shippingAddress": NOWHERE if index % 25 == 7 else ADDRESS,
+        "paymentMethodId": method,
+        "currency": "USD",
+    }
+
+
+def place_orders(api: str, token: str, catalogue: list[dict[str, Any]], count: int, rate: float) -> list[str]:
+    """POST `count` orders at about `rate` per second from 8 client threads; returns the order ids."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=api, headers=headers, timeout=10) as client, ThreadPoolExecutor(8) as pool:
+
+        def place(index: int) -> str:
+            time.sleep(max(0.0, started + index / rate - time.monotonic()))
+            body = demo_order(index, catalogue)
+            response = client.post("/v1/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+            response.raise_for_status()
+            return str(response.json()["id"])
+
+        started = time.monotonic()
+        return list(pool.map(place, range(count)))
+
+
+def watch(database_url: str, order_ids: list[str], timeout_s: float) -> Counter[str]:
+    """Show live progress by status until every order is terminal (or the timeout passes)."""
+    query = text("SELECT status, count(*) FROM orders WHERE id = ANY(CAST(:ids AS uuid[])) GROUP BY status")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    deadline = time.monotonic() + timeout_s
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("orders terminal", total=len(order_ids))
+        while True:
+            with engine_for(database_url).connect() as connection:
+                statuses = Counter({row[0]: row[1] for row in connection.execute(query, {"ids": order_ids})})
+            done = sum(statuses[s] for s in TERMINAL)
+            live = ", ".join(f"{s} {n}" for s, n in sorted(statuses.items()) if s not in TERMINAL) or "none in flight"
+            progress.update(task, completed=done, description=f"orders terminal ({live})")
+            if done == len(order_ids) or time.monotonic() > deadline:
+                return statuses
+            time.sleep(0.5)
+
+
+def summary(database_url: str, order_ids: list[str], elapsed_s: float) -> Table:
+    """Orders per terminal state and reason, throughput, and time from intake to shipped."""
+    ids = {"ids": order_ids}
+    with engine_for(database_url).connect() as connection:
+        outcomes = connection.execute(
+            text("""SELECT status, coalesce(cancel_reason, ''), count(*) FROM orders
+                    WHERE id = ANY(CAST(:ids AS uuid[])) GROUP BY 1, 2 ORDER BY 3 DESC"""),
+            ids,
+        ).all()
+        p50, p99 = connection.execute(
+            text("""SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)),
+                           percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at))
+                    FROM orders WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'shipped'"""),
+            ids,
+        ).one()
+    table = Table("outcome", "reason", "orders", title="orderflow demo")
+    for status, reason, number in outcomes:
+        table.add_row(status, reason, str(number))
+    table.add_section()
+    table.add_row("throughput", "orders/s, intake to terminal", f"{len(order_ids) / elapsed_s:.1f}")
+    if p50 is not None:
+        table.add_row("time to ship", "p50 / p99 seconds", f"{p50:.2f} / {p99:.2f}")
+    return table
+
+
+def run(stack: Stack, orders: int, rate: float, processes: int, threads: int) -> bool:
+    """Run the demo end to end; True when every order reached a terminal state."""
+    from api.auth import mint_token, verification_keys
+    from pipeline.config import get_settings
+
+    log_path = PROJECT_ROOT / ".localstack" / "demo.log"
+    log_path.parent.mkdir(exist_ok=True)
+    console.print(f"starting API, {processes} workers x {threads} threads, reaper, loopback Stripe (log: {log_path})")
+    with running_stack(stack, log_path, processes, threads) as api:
+        catalogue = seed_catalogue(stack.database_url)
+        token = mint_token(verification_keys(get_settings())[0], "demo-shop", ["orders:write", "orders:read"])
+        console.print(f"API ready at {api}; placing {orders} orders at {rate:.0f}/s")
+        started = time.monotonic()
+        order_ids = place_orders(api, token, catalogue, orders, rate)
+        statuses = watch(stack.database_url, order_ids, timeout_s=max(120.0, orders / 5))
+        elapsed = time.monotonic() - started
+    console.print(summary(stack.database_url, order_ids, elapsed))
+    return sum(statuses[s] for s in TERMINAL) == len(order_ids)

@@ -1,0 +1,77 @@
+"""Dead-lettered messages: what Dramatiq gave up on, by queue with order ids, and the way to re-drive them.
+
+Dramatiq's Redis broker keeps them in `<namespace>:<queue>.XQ` (a sorted set by time) with their
+bodies in `<namespace>:<queue>.XQ.msgs`. Re-driving does not replay the stale message: it
+re-sends the order's due actor from its recorded state, the same safe path the reaper uses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import dramatiq
+import redis
+
+from models.db import unit_of_work
+from models.orders import Order
+from models.status import OrderStatus
+from pipeline import saga
+from pipeline.states import is_terminal
+from workers.dispatch import send
+
+QUEUES = sorted({step.queue for step in saga.STEPS} | {"orders"})
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message Dramatiq dead-lettered."""
+
+    queue: str
+    message_id: str
+    actor: str
+    order_id: str | None
+    failed_at_ms: int
+
+
+def dead_letters(client: redis.Redis, namespace: str = "orderflow") -> list[DeadLetter]:
+    """Every dead-lettered message of the saga's queues, oldest first."""
+    found = []
+    for queue in QUEUES:
+        key = f"{namespace}:{queue}.XQ"
+        for raw_id, score in client.zrange(key, 0, -1, withscores=True):
+            body = client.hget(f"{key}.msgs", raw_id)
+            if body is None:
+                continue
+            message = dramatiq.Message.decode(body)
+            order_id = _order_of(message)
+            found.append(DeadLetter(queue, raw_id.decode(), message.actor_name, order_id, int(score)))
+    return sorted(found, key=lambda letter: letter.failed_at_ms)
+
+
+def forget(client: redis.Redis, letter: DeadLetter, namespace: str = "orderflow") -> None:
+    """Remove one dead letter (after it was re-driven, or on purge)."""
+    key = f"{namespace}:{letter.queue}.XQ"
+    client.zrem(key, letter.message_id)
+    client.hdel(f"{key}.msgs", letter.message_id)
+
+
+def redrive(database_url: str, client: redis.Redis, letter: DeadLetter) -> str | None:
+    """Send the order's due actor from its recorded state, then drop the letter; returns the actor sent."""
+    actor = None
+    if letter.order_id:
+        with unit_of_work(database_url) as session:
+            order = session.get(Order, uuid.UUID(letter.order_id))
+            if order is not None and not is_terminal(order.status):
+                actor = order.current_step or saga.step_due(OrderStatus(order.status))
+    if actor and letter.order_id:
+        send(actor, letter.order_id)
+    forget(client, letter)
+    return actor
+
+
+def _order_of(message: dramatiq.Message[object]) -> str | None:
+    if message.actor_name == "saga_exhausted" and message.args:
+        inner = message.args[0]
+        return str(inner["args"][0]) if isinstance(inner, dict) and inner.get("args") else None
+    return str(message.args[0]) if message.args else None
