@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import dramatiq
 
@@ -17,7 +18,7 @@ from workers.broker import broker
 
 def send(actor: str, order_id: uuid.UUID | str, delay_ms: int | None = None) -> None:
     """Enqueue `actor(order_id)`; call only after the transaction that calls for it has committed."""
-    message = dramatiq.Message(
+    message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=saga.queue_of(actor), actor_name=actor, args=(str(order_id),), kwargs={}, options={}
     )
     broker.enqueue(message, delay=delay_ms)

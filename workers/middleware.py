@@ -6,13 +6,14 @@ from typing import Any
 
 import dramatiq
 import structlog
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 
 class LogContext(Middleware):
     """Bind the message's saga context into structlog's contextvars for the duration of the message."""
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         order_id = message.args[0] if message.args and isinstance(message.args[0], str) else None
         structlog.contextvars.bind_contextvars(
             order_id=order_id,
@@ -21,7 +22,10 @@ class LogContext(Middleware):
             message_id=message.message_id,
         )
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], **_: Any) -> None:
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
         structlog.contextvars.clear_contextvars()
 
-    after_skip_message = after_process_message
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        structlog.contextvars.clear_contextvars()

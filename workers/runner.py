@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from dramatiq.middleware import CurrentMessage
@@ -144,14 +145,14 @@ def _record_retry(step: str, kind: StepKind, order_id: str, error: Exception, ad
         log.warning("saga.retry_not_recorded", order_id=order_id, step=step, error=str(database_down)[:300])
 
 
-def _message_info() -> dict[str, object]:
+def _message_info() -> dict[str, Any]:
     message = CurrentMessage.get_current_message()
     if message is None:
         return {}
     return {"attempt": message.options.get("retries", 0) + 1, "message_id": message.message_id}
 
 
-def _error_info(error: PipelineError) -> dict[str, object]:
+def _error_info(error: PipelineError) -> dict[str, Any]:
     return {**_message_info(), "error_code": error.code, "error_message": error.message}
 
 
