@@ -23,7 +23,12 @@ class LogContext(Middleware):
         )
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
     ) -> None:
         structlog.contextvars.clear_contextvars()
 
