@@ -1,0 +1,1 @@
+"""The intake HTTP API (FastAPI): orders, catalogue, health and metrics."""

@@ -1,0 +1,98 @@
+"""Bearer JWTs (HS256): `sub` is the client id, `scopes` its grants. The first secret signs, every secret verifies.
+
+Rotating a key: put the new secret first and keep the old one after it until old tokens have expired.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from pipeline.config import Settings
+
+ALGORITHM = "HS256"
+SCOPES = frozenset({"orders:read", "orders:write", "admin"})
+MIN_SECRET_BYTES = 32  # RFC 7518: an HS256 key at least as long as the hash
+MAX_CLIENT_ID = 64  # the width of idempotency_keys.client_id
+LOCAL_SECRET_FILE = "jwt-secret"
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is calling, and what its token lets it do."""
+
+    id: str
+    scopes: frozenset[str]
+
+    def may(self, scope: str) -> bool:
+        """True when the token grants `scope`; `admin` grants everything."""
+        return scope in self.scopes or "admin" in self.scopes
+
+
+class InvalidToken(Exception):
+    """A token that is missing, malformed, badly signed, expired or without a usable subject."""
+
+
+def verification_keys(settings: Settings) -> list[str]:
+    """The configured secrets (first = signing key), or the local stack's secret when none is configured."""
+    keys = [secret.get_secret_value() for secret in settings.jwt_secrets]
+    if not keys:
+        keys = [local_secret(settings.stack_dir)]
+    short = [i for i, key in enumerate(keys) if len(key.encode()) < MIN_SECRET_BYTES]
+    if short:
+        raise ValueError(f"JWT_SECRETS entries {short} are shorter than {MIN_SECRET_BYTES} bytes; use random secrets")
+    return keys
+
+
+def local_secret(stack_dir: Path) -> str:
+    """The local stack's signing secret, created once (mode 0600) under stack_dir; for development only."""
+    path = stack_dir / LOCAL_SECRET_FILE
+    if not path.exists():
+        stack_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: use theirs
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def mint_token(secret: str, client_id: str, scopes: list[str], ttl_s: int = 3600) -> str:
+    """A signed token for client_id with the given scopes, valid for ttl_s seconds."""
+    unknown = set(scopes) - SCOPES
+    if unknown:
+        raise ValueError(f"unknown scopes {sorted(unknown)}; known: {sorted(SCOPES)}")
+    now = int(time.time())
+    claims = {"sub": client_id, "scopes": sorted(set(scopes)), "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def authenticate(token: str, keys: list[str]) -> Client:
+    """The client a token names, if any key verifies its signature and it has not expired."""
+    claims = _verified_claims(token, keys)
+    subject, scopes = claims.get("sub"), claims.get("scopes", [])
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_CLIENT_ID:
+        raise InvalidToken(f"the token's subject must be a client id of 1 to {MAX_CLIENT_ID} characters")
+    if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+        raise InvalidToken("the token's scopes claim must be a list of strings")
+    return Client(subject, frozenset(scopes))
+
+
+def _verified_claims(token: str, keys: list[str]) -> dict[str, Any]:
+    for key in keys:
+        try:
+            return jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+        except jwt.InvalidSignatureError:
+            continue  # maybe signed with another (older or newer) key
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the token has expired") from None
+        except jwt.InvalidTokenError as error:
+            raise InvalidToken(f"the token is invalid: {error}") from None
+    raise InvalidToken("the token's signature does not match any configured key")

@@ -1,0 +1,69 @@
+"""Rows to API documents: the only place that knows how table columns map to the wire format."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from models.inventory import Product
+from models.orders import Order
+from models.saga import SagaStep
+from models.schemas import OrderDetail, OrderItemOut, OrderOut, ProductOut, TimelineEntry
+from models.status import OrderStatus
+
+
+def order_out(order: Order) -> OrderOut:
+    """An order as intake accepted it (the POST answer and each list item)."""
+    return OrderOut(
+        id=order.id,
+        status=OrderStatus(order.status),
+        user_id=order.user_id,
+        total_amount=order.total_cents,
+        currency=order.currency,
+        items=[
+            OrderItemOut(product_id=line.product_id, quantity=line.quantity, price=line.unit_price_cents)
+            for line in order.lines
+        ],
+        shipping_address=order.shipping_address,
+        created_at=order.created_at,
+    )
+
+
+def order_detail(order: Order, steps: Sequence[SagaStep]) -> OrderDetail:
+    """An order with its saga position and timeline."""
+    return OrderDetail(
+        **order_out(order).model_dump(by_alias=False),
+        updated_at=order.updated_at,
+        cancel_reason=order.cancel_reason,
+        last_error=order.last_error,
+        timeline=[timeline_entry(step) for step in steps],
+    )
+
+
+def timeline_entry(step: SagaStep) -> TimelineEntry:
+    return TimelineEntry(
+        step=step.step,
+        kind=step.kind,
+        attempt=step.attempt,
+        outcome=step.outcome,
+        error_code=step.error_code,
+        error_message=step.error_message,
+        started_at=step.started_at,
+        finished_at=step.finished_at,
+        duration_ms=step.duration_ms,
+    )
+
+
+def product_out(product: Product) -> ProductOut:
+    return ProductOut(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        price=product.price_cents,
+        currency=product.currency,
+        available=product.available,
+        reserved=product.reserved,
+        shipped=product.shipped,
+        total=product.total,
+        created_at=product.created_at,
+        updated_at=product.updated_at,
+    )

@@ -1,0 +1,189 @@
+"""The intake API's documents (pydantic v2, camelCase on the wire): Create, Out and Page shapes kept apart.
+
+Money is always an integer number of minor units (cents): `price` and `totalAmount` are ints, and a float
+or a string where money is expected is rejected, never rounded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic.alias_generators import to_camel
+
+from models.status import OrderStatus
+
+# No control characters in free text: Postgres refuses NUL, and the rest only forge log lines.
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+COUNTRY_PATTERN = r"^[A-Z]{2}$"
+PAYMENT_METHOD_PATTERN = r"^pm_[A-Za-z0-9_]{1,100}$"
+SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_PRICE_CENTS = 10_000_000_000
+MAX_STOCK = 1_000_000_000
+
+Cents = Annotated[
+    StrictInt,
+    Field(ge=0, le=MAX_PRICE_CENTS, description="An integer number of minor units (cents); floats are rejected."),
+]
+PlainText = Annotated[str, Field(pattern=PLAIN_TEXT_PATTERN)]
+Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN, description="ISO 4217 code, upper case.")]
+Quantity = Annotated[StrictInt, Field(ge=1, description="Units of the product; the server caps it per line.")]
+Stock = Annotated[StrictInt, Field(ge=0, le=MAX_STOCK)]
+
+T = TypeVar("T")
+
+
+class InDocument(BaseModel):
+    """A request body: camelCase keys only, unknown keys rejected, surrounding whitespace stripped."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_alias=True, validate_by_name=False, extra="forbid",
+        str_strip_whitespace=True,
+    )  # fmt: skip
+
+
+class OutDocument(BaseModel):
+    """A response body: built from Python names, serialized in camelCase."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_alias=True, validate_by_name=True, serialize_by_alias=True
+    )
+
+
+class Address(InDocument):
+    """Where the order ships to."""
+
+    street: PlainText = Field(min_length=1, max_length=200)
+    city: PlainText = Field(min_length=1, max_length=100)
+    state: PlainText | None = Field(default=None, max_length=100)
+    zip_code: PlainText = Field(min_length=1, max_length=20)
+    country: str = Field(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2 code, upper case.")
+
+
+class OrderItemCreate(InDocument):
+    """One line of a new order; `price` must equal the catalogue's unit price in cents."""
+
+    product_id: uuid.UUID
+    quantity: Quantity
+    price: Cents
+
+
+class OrderCreate(InDocument):
+    """A new order as a shop sends it."""
+
+    user_id: PlainText = Field(min_length=1, max_length=64)
+    items: list[OrderItemCreate] = Field(min_length=1, description="At least one line; the server caps the count.")
+    shipping_address: Address
+    payment_method_id: str = Field(pattern=PAYMENT_METHOD_PATTERN, description="A payment-provider token (pm_...).")
+    currency: Currency = "USD"
+
+    @model_validator(mode="after")
+    def _one_line_per_product(self) -> OrderCreate:
+        seen: set[uuid.UUID] = set()
+        for item in self.items:
+            if item.product_id in seen:
+                raise ValueError(f"productId {item.product_id} appears more than once; merge the lines")
+            seen.add(item.product_id)
+        return self
+
+
+class OrderItemOut(OutDocument):
+    """One line of an order, at the unit price charged."""
+
+    product_id: uuid.UUID
+    quantity: int
+    price: int = Field(description="Unit price in cents, from the catalogue at intake.")
+
+
+class OrderOut(OutDocument):
+    """An order as intake accepted it."""
+
+    id: uuid.UUID
+    status: OrderStatus
+    user_id: str
+    total_amount: int = Field(description="Sum of quantity x price, in cents.")
+    currency: str
+    items: list[OrderItemOut]
+    shipping_address: dict[str, Any]
+    created_at: datetime
+
+
+class TimelineEntry(OutDocument):
+    """One attempt of one saga step, compensation or operator action."""
+
+    step: str
+    kind: str
+    attempt: int
+    outcome: str
+    error_code: str | None
+    error_message: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class OrderDetail(OrderOut):
+    """An order with where its saga stands and every step attempt so far."""
+
+    updated_at: datetime
+    cancel_reason: str | None
+    last_error: str | None
+    timeline: list[TimelineEntry]
+
+
+class ProductCreate(InDocument):
+    """A new catalogue entry with its initial stock on the shelf."""
+
+    sku: str = Field(pattern=SKU_PATTERN)
+    name: PlainText = Field(min_length=1, max_length=200)
+    price: Cents
+    currency: Currency = "USD"
+    stock: Stock = 0
+
+
+class StockUpdate(InDocument):
+    """Set the units on the shelf; `total` moves by the same amount, reserved and shipped stay."""
+
+    available: Stock
+
+
+class ProductOut(OutDocument):
+    """A catalogue entry and its stock counters (total = available + reserved + shipped)."""
+
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: int = Field(description="Unit price in cents.")
+    currency: str
+    available: int
+    reserved: int
+    shipped: int
+    total: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PageMeta(OutDocument):
+    """Where a page sits in the whole result."""
+
+    limit: int
+    offset: int
+    total: int
+
+
+class Page(OutDocument, Generic[T]):
+    """A list response: one page of items and its position."""
+
+    data: list[T]
+    meta: PageMeta
+
+
+class ErrorBody(OutDocument):
+    """Every error the API returns."""
+
+    code: str = Field(description="Stable machine-readable code, e.g. ORDER_NOT_FOUND.")
+    message: str
+    details: Any | None = None

@@ -1,0 +1,212 @@
+"""Bearer JWT auth, scopes, key rotation, and the per-client rate limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from api.app import create_app
+from api.auth import local_secret, mint_token
+from tests.api_helpers import (
+    OLD_SECRET,
+    SECRET,
+    add_product,
+    api_client,
+    api_settings,
+    assert_error,
+    auth,
+    new_key,
+    order_body,
+    row_counts,
+    token,
+)
+from tests.conftest import Servers
+
+PROTECTED = [
+    ("GET", "/v1/orders"),
+    ("POST", "/v1/orders"),
+    ("GET", "/v1/orders/00000000-0000-0000-0000-000000000000"),
+    ("POST", "/v1/orders/00000000-0000-0000-0000-000000000000/cancel"),
+    ("GET", "/v1/products"),
+    ("POST", "/v1/products"),
+    ("PUT", "/v1/products/00000000-0000-0000-0000-000000000000/stock"),
+]
+
+
+@pytest.fixture
+def api(servers: Servers, db_url: str, redis_client: redis.Redis) -> Iterator[TestClient]:
+    with api_client(db_url, servers.redis_url) as client:
+        yield client
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.mark.parametrize("method, path", PROTECTED)
+def test_every_v1_route_is_401_without_a_token_and_writes_nothing(
+    api: TestClient, db_url: str, method: str, path: str
+) -> None:
+    product = add_product(db_url)
+    before = row_counts(db_url)
+    body = (
+        order_body((product, 1, 1250))
+        if path == "/v1/orders"
+        else {"sku": "x", "name": "x", "price": 1, "available": 1}
+    )
+
+    response = api.request(method, path, json=body, headers={"Idempotency-Key": new_key()})
+
+    assert_error(response, 401, "UNAUTHORIZED")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert row_counts(db_url) == before
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        bearer("not-a-jwt"),
+        bearer(mint_token(secrets.token_urlsafe(32), "shop-1", ["orders:read"])),
+        bearer(token("orders:read", ttl=-60)),
+        bearer(jwt.encode({"sub": "shop-1", "scopes": ["orders:read"]}, SECRET, algorithm="HS256")),
+        bearer(jwt.encode({"sub": "s" * 65, "scopes": [], "exp": time.time() + 60}, SECRET, algorithm="HS256")),
+        bearer(jwt.encode({"sub": "shop-1", "scopes": "admin", "exp": time.time() + 60}, SECRET, algorithm="HS256")),
+        {"Authorization": f"Basic {token('orders:read')}"},
+    ],
+    ids=["garbage", "unknown key", "expired", "no exp", "subject too long", "scopes not a list", "not bearer"],
+)
+def test_a_bad_token_is_401(api: TestClient, headers: dict[str, str]) -> None:
+    assert_error(api.get("/v1/orders", headers=headers), 401, "UNAUTHORIZED")
+
+
+def test_an_expired_token_says_so(api: TestClient) -> None:
+    body = assert_error(api.get("/v1/orders", headers=bearer(token(ttl=-60))), 401, "UNAUTHORIZED")
+
+    assert "expired" in body["message"]
+
+
+def test_a_token_unsigned_or_signed_with_another_algorithm_is_401(api: TestClient) -> None:
+    claims = {"sub": "shop-1", "scopes": ["admin"], "exp": time.time() + 60}
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    hs512 = jwt.encode(claims, SECRET + SECRET, algorithm="HS512")
+
+    assert_error(api.get("/v1/orders", headers=bearer(unsigned)), 401, "UNAUTHORIZED")
+    assert_error(api.get("/v1/orders", headers=bearer(hs512)), 401, "UNAUTHORIZED")
+
+
+def test_a_token_signed_with_the_previous_key_is_still_accepted_during_rotation(api: TestClient) -> None:
+    response = api.get("/v1/orders", headers=bearer(token("orders:read", secret=OLD_SECRET)))
+
+    assert response.status_code == 200
+
+
+def test_a_token_without_the_scope_is_403_naming_the_scope_and_writes_nothing(api: TestClient, db_url: str) -> None:
+    body, before = order_body((add_product(db_url), 1, 1250)), row_counts(db_url)
+    reader = bearer(token("orders:read")) | {"Idempotency-Key": new_key()}
+
+    error = assert_error(api.post("/v1/orders", json=body, headers=reader), 403, "FORBIDDEN")
+
+    assert error["details"] == {"requiredScope": "orders:write"}
+    assert row_counts(db_url) == before
+    assert_error(api.get("/v1/orders", headers=bearer(token("orders:write"))), 403, "FORBIDDEN")
+    assert_error(api.post("/v1/products", json={}, headers=auth()), 403, "FORBIDDEN")
+
+
+def test_the_admin_scope_grants_every_scope(api: TestClient) -> None:
+    assert api.get("/v1/orders", headers=bearer(token("admin"))).status_code == 200
+
+
+def test_a_client_over_its_burst_is_429_with_retry_after_and_others_are_not(
+    servers: Servers, db_url: str, redis_client: redis.Redis
+) -> None:
+    body = order_body((add_product(db_url), 1, 1250))
+    with api_client(db_url, servers.redis_url, rate_limit_per_s=0.5, rate_limit_burst=3) as api:
+        statuses = [api.get("/v1/orders", headers=auth(client="greedy")).status_code for _ in range(3)]
+        before = row_counts(db_url)
+        limited = api.post("/v1/orders", json=body, headers=auth(client="greedy", key=new_key()))
+        other = api.get("/v1/orders", headers=auth(client="polite"))
+
+    assert statuses == [200, 200, 200]
+    assert row_counts(db_url) == before
+    assert_error(limited, 429, "RATE_LIMITED")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 2
+    assert other.status_code == 200
+
+
+def test_the_bucket_refills_with_time(servers: Servers, db_url: str, redis_client: redis.Redis) -> None:
+    with api_client(db_url, servers.redis_url, rate_limit_per_s=2, rate_limit_burst=1) as api:
+        first, second = (api.get("/v1/orders", headers=auth()).status_code for _ in range(2))
+        time.sleep(0.6)
+        third = api.get("/v1/orders", headers=auth()).status_code
+
+    assert (first, second, third) == (200, 429, 200)
+
+
+def test_the_rate_limit_is_shared_by_every_app_on_the_same_redis(
+    servers: Servers, db_url: str, redis_client: redis.Redis
+) -> None:
+    with (
+        api_client(db_url, servers.redis_url, rate_limit_per_s=0.1, rate_limit_burst=2) as one,
+        api_client(db_url, servers.redis_url, rate_limit_per_s=0.1, rate_limit_burst=2) as two,
+    ):
+        statuses = [app.get("/v1/orders", headers=auth()).status_code for app in (one, two, one)]
+
+    assert statuses == [200, 200, 429]
+
+
+def test_with_no_configured_secret_the_app_uses_a_local_secret_created_once_with_mode_600(
+    servers: Servers, db_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    stack_dir = tmp_path / "stack"
+    secret = local_secret(stack_dir)
+
+    with api_client(db_url, servers.redis_url, jwt_secrets=[], stack_dir=stack_dir) as api:
+        response = api.get("/v1/orders", headers=bearer(mint_token(secret, "shop-1", ["orders:read"])))
+
+    assert response.status_code == 200
+    assert local_secret(stack_dir) == secret
+    assert (stack_dir / "jwt-secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_configured_secret_shorter_than_32_bytes_is_refused_at_start(servers: Servers) -> None:
+    settings = api_settings(servers.database_url, servers.redis_url, jwt_secrets=[SecretStr("changeme")])
+
+    with pytest.raises(ValueError, match="shorter than 32 bytes"):
+        create_app(settings)
+
+
+def test_orderctl_token_mints_a_token_the_api_accepts_signed_with_the_first_secret(
+    servers: Servers, db_url: str, redis_client: redis.Redis
+) -> None:
+    orderctl = Path(sys.executable).parent / "orderctl"
+    env = {**os.environ, "JWT_SECRETS": json.dumps([SECRET, OLD_SECRET])}
+    command = [str(orderctl), "token", "--client", "shop-9", "--scope", "orders:read", "--ttl", "60"]
+
+    minted = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    claims = jwt.decode(minted, SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "shop-9" and claims["scopes"] == ["orders:read"]
+    assert 55 <= claims["exp"] - time.time() <= 60
+    with api_client(db_url, servers.redis_url) as api:
+        assert api.get("/v1/orders", headers=bearer(minted)).status_code == 200
+
+
+def test_orderctl_token_refuses_an_unknown_scope(servers: Servers) -> None:
+    orderctl = Path(sys.executable).parent / "orderctl"
+    env = {**os.environ, "JWT_SECRETS": json.dumps([SECRET])}
+
+    result = subprocess.run([str(orderctl), "token", "--client", "x", "--scope", "root"], env=env, capture_output=True)
+
+    assert result.returncode == 1 and b"unknown scopes" in result.stderr
