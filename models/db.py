@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -9,11 +10,27 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+_engines: dict[tuple[str, int], Engine] = {}
+_engines_lock = threading.Lock()
 
-@lru_cache(maxsize=8)
+
 def engine_for(url: str, pool_size: int = 10) -> Engine:
     """One pooled engine per URL and process; pre-ping so a restarted Postgres costs one retry, not a crash."""
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+    with _engines_lock:
+        if (url, pool_size) not in _engines:
+            _engines[url, pool_size] = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+            )
+        return _engines[url, pool_size]
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection of this process (before dropping a database, or at exit)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+    session_factory.cache_clear()
 
 
 @lru_cache(maxsize=8)

@@ -69,9 +69,6 @@ class Settings(BaseSettings):
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
 
-    def stripe_is_local(self) -> bool:
-        return self.stripe_api_base is not None
-
 
 @lru_cache
 def get_settings() -> Settings:

@@ -6,7 +6,6 @@ import random
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from models.db import unit_of_work
@@ -27,12 +26,13 @@ class LocalRecorder:
         """Record the delivery once per key and return its reference; a replayed key returns the first one."""
         if self._random.random() < self.fault_rate:
             raise TransientError(f"injected {self.provider} fault", provider=self.provider)
+        record = insert(LocalDelivery).values(
+            provider=self.provider, idempotency_key=idempotency_key, order_id=order_id, payload=payload
+        )
+        # A replayed key updates nothing but still returns the first delivery's id, in one round trip.
+        first_wins = record.on_conflict_do_update(
+            index_elements=["idempotency_key"], set_={"idempotency_key": record.excluded.idempotency_key}
+        )
         with unit_of_work(self.database_url) as session:
-            session.execute(
-                insert(LocalDelivery)
-                .values(provider=self.provider, idempotency_key=idempotency_key, order_id=order_id, payload=payload)
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            )
-            same_key = LocalDelivery.idempotency_key == idempotency_key
-            delivery_id = session.scalar(select(LocalDelivery.id).where(same_key))
+            delivery_id = session.scalar(first_wins.returning(LocalDelivery.id))
         return f"{self.provider}-{delivery_id}"

@@ -6,12 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from models.orders import Order
 from models.saga import SagaStep
 from models.status import OrderStatus, StepKind, StepOutcome
-from pipeline import saga
 from pipeline.errors import OrderAlreadyShipped, OrderNotFound
 from pipeline.states import check_transition, is_terminal
 
@@ -26,6 +25,8 @@ def lock_order(session: Session, order_id: uuid.UUID | str) -> Order:
         select(Order)
         .where(Order.id == _as_uuid(order_id))
         .with_for_update(key_share=True, of=Order)
+        # Lines load on first touch: only reserve, confirm and ship need them, so the others skip a query.
+        .options(lazyload(Order.lines))
     ).one_or_none()
     if order is None:
         raise OrderNotFound(f"no order {order_id}")
@@ -86,8 +87,3 @@ def lease_until(lease_s: float) -> datetime:
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def cancel_plan(order: Order) -> tuple[str, ...]:
-    """What a cancel request must undo for this order right now."""
-    return saga.plan_for_cancel(OrderStatus(order.status))

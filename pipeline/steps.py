@@ -39,16 +39,16 @@ def reserve_stock(session: Session, order: Order, adapters: Adapters) -> None:
 def charge_payment(session: Session, order: Order, adapters: Adapters) -> None:
     """Charge the order total once: ledger first, reconcile an earlier attempt, then call the provider."""
     payment, created = ledger.open_charge(adapters.database_url, order)
+    if payment.status == PaymentStatus.SUCCEEDED:  # recorded by an earlier attempt, or by a webhook
+        return
     if payment.status == PaymentStatus.DECLINED:
         raise PaymentDeclined(payment.error or "declined earlier")
-    if not created and payment.status != PaymentStatus.SUCCEEDED:
+    if not created:
         # An earlier attempt may have charged and lost the answer: look before charging again.
         found = adapters.payments.find_charge(order_id=str(order.id), intent_id=payment.intent_id)
         if found and found.status == "succeeded":
             _record_charge(session, payment, found.intent_id)
             return
-    if payment.status == PaymentStatus.SUCCEEDED:
-        return
     try:
         charge = adapters.payments.charge(
             order_id=str(order.id), amount_cents=order.total_cents, currency=order.currency.lower(),

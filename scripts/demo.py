@@ -25,7 +25,7 @@ from sqlalchemy import text
 from models.db import engine_for, unit_of_work
 from models.inventory import Product
 from pipeline.config import LOCAL_STRIPE_KEY, PROJECT_ROOT
-from scripts.localstack import Stack, _free_port
+from scripts.localstack import Stack, free_port
 
 console = Console()
 ADDRESS = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "US"}
@@ -36,7 +36,7 @@ TERMINAL = ("shipped", "cancelled", "needs_attention")
 @contextmanager
 def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) -> Iterator[str]:
     """Run the Procfile (API, workers, reaper, loopback Stripe) under honcho; yields the API's URL."""
-    api_port, stripe_port = _free_port(), _free_port()
+    api_port, stripe_port = free_port(), free_port()
     env = os.environ | {
         "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url, "API_PORT": str(api_port),
         "STRIPE_PORT": str(stripe_port), "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",

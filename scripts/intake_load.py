@@ -15,17 +15,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,9 +31,7 @@ from fastapi import FastAPI
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from models import migrate
 from models.db import engine_for
 from pipeline.config import PROJECT_ROOT, get_settings
 from scripts import localstack
@@ -77,32 +72,9 @@ def bare_app() -> FastAPI:
 
 
 @contextmanager
-def throwaway_servers() -> Iterator[tuple[str, str]]:
-    """A fresh migrated database and a private Redis, removed afterwards."""
-    configured = get_settings().database_url
-    base = make_url(configured or localstack.ensure_up(PROJECT_ROOT / ".localstack").database_url)
-    name = f"orderflow_load_{secrets.token_hex(4)}"
-    admin = base.set(database="postgres").render_as_string(hide_password=False)
-    localstack.create_database(admin, name)
-    database_url = base.set(database=name).render_as_string(hide_password=False)
-    redis_home, port = Path(tempfile.mkdtemp(prefix="orderflow-load-")), localstack._free_port()
-    redis_server = localstack.start_redis(redis_home, port, daemonize=False)
-    try:
-        migrate.upgrade(database_url)
-        yield database_url, f"redis://127.0.0.1:{port}/0"
-    finally:
-        if redis_server is not None:
-            redis_server.terminate()
-            redis_server.wait(10)
-        shutil.rmtree(redis_home, ignore_errors=True)
-        engine_for.cache_clear()
-        localstack.drop_database(admin, name)
-
-
-@contextmanager
 def uvicorn(target: str, env: dict[str, str]) -> Iterator[str]:
     """One uvicorn process serving `target` (a factory); yields its base URL."""
-    port = localstack._free_port()
+    port = localstack.free_port()
     args = [sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(args, env={**os.environ, **env}, cwd=PROJECT_ROOT)
     base = f"http://127.0.0.1:{port}"
@@ -151,7 +123,8 @@ def main(
 ) -> None:
     """Measure each phase after a 1 s warm-up and print the table."""
     secret = secrets.token_urlsafe(32)
-    with throwaway_servers() as (database_url, redis_url):
+    with localstack.scratch_servers(get_settings().database_url, "orderflow_load") as servers:
+        database_url, redis_url = servers.database_url, servers.redis_url
         product = seed(database_url)
         env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRETS": f'["{secret}"]',
                "RATE_LIMIT_PER_S": "1000000", "RATE_LIMIT_BURST": "1000000", "LOG_LEVEL": "WARNING"}  # fmt: skip

@@ -11,13 +11,15 @@ import fcntl
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +104,7 @@ def ensure_postgres(home: Path) -> int:
         _pg("initdb", "--auth=trust", "--encoding=UTF8", "-U", PG_USER, "-D", str(pgdata), user=user)
     _hand_to(user, home, pgdata)
     if not _port_free(port):
-        port = _free_port()
+        port = free_port()
         (home / "port").write_text(str(port))
     options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=300"
     log = home / "postgres.log"
@@ -121,7 +123,7 @@ def ensure_redis(home: Path) -> int:
         return port
     _clear_stale_pidfile(pidfile, "redis-server")
     if not _port_free(port):
-        port = _free_port()
+        port = free_port()
         (home / "port").write_text(str(port))
     start_redis(home, port, daemonize=True)
     return port
@@ -214,11 +216,12 @@ def _clear_stale_pidfile(pidfile: Path, process_name: str) -> None:
 def _remembered_port(home: Path) -> int:
     port_file = home / "port"
     if not port_file.exists():
-        port_file.write_text(str(_free_port()))
+        port_file.write_text(str(free_port()))
     return int(port_file.read_text())
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -306,3 +309,51 @@ def check_reachable(database_url: str, redis_url: str) -> None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+@contextmanager
+def scratch_database(base_url: str | None, prefix: str, *, migrated: bool = True) -> Iterator[str]:
+    """A new database, migrated unless told otherwise, on base_url's server or the embedded one; dropped after."""
+    from sqlalchemy.engine import make_url
+
+    from models import migrate
+    from models.db import dispose_engines
+    from pipeline.config import Settings  # uncached: callers may still be setting the environment
+
+    configured = Settings(database_url=base_url).database_url  # read with the psycopg 3 driver
+    base = make_url(configured or ensure_up(Settings().stack_dir).database_url)
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = base.set(database="postgres").render_as_string(hide_password=False)
+    create_database(admin, name)
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        if migrated:
+            migrate.upgrade(url)
+        yield url
+    finally:
+        dispose_engines()  # pooled connections would keep the database from being dropped
+        drop_database(admin, name)
+
+
+@contextmanager
+def scratch_redis() -> Iterator[str]:
+    """A private redis-server on a free port with its data in a temporary folder, stopped and removed after."""
+    home, port = Path(tempfile.mkdtemp(prefix="orderflow-redis-")), free_port()
+    server = start_redis(home, port, daemonize=False)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def scratch_servers(base_database_url: str | None, prefix: str) -> Iterator[Stack]:
+    """A throwaway migrated database and a private Redis, for test runs and load runs side by side."""
+    from pipeline.config import Settings  # uncached: callers may still be setting the environment
+
+    with ExitStack() as stack:
+        database_url = stack.enter_context(scratch_database(base_database_url, prefix))
+        yield Stack(database_url, stack.enter_context(scratch_redis()), Settings().stack_dir)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -17,10 +15,9 @@ from sqlalchemy import func, select
 from api.app import create_app
 from api.auth import mint_token
 from models.db import unit_of_work
-from models.inventory import Product
 from models.tables import Base
 from pipeline.config import Settings
-from tests.factories import random_sku, random_user
+from tests.factories import GOOD_ADDRESS, random_user
 from workers.dispatch import start_saga
 
 SECRET = secrets.token_urlsafe(32)
@@ -66,25 +63,12 @@ def new_key() -> str:
     return f"key-{uuid.uuid4().hex}"
 
 
-def add_product(database_url: str, price: int = 1250, currency: str = "USD", stock: int = 100) -> uuid.UUID:
-    """A catalogue row; returns its id."""
-    with unit_of_work(database_url) as session:
-        product = Product(
-            sku=random_sku("api"), name="mug", price_cents=price, currency=currency,
-            total=stock, available=stock, reserved=0, shipped=0,
-        )  # fmt: skip
-        session.add(product)
-        session.flush()
-        return product.id
-
-
 def order_body(*lines: tuple[uuid.UUID, int, int], user: str | None = None, **overrides: Any) -> dict[str, Any]:
     """A valid order document for (productId, quantity, price) lines."""
     body: dict[str, Any] = {
         "userId": user or random_user(),
         "items": [{"productId": str(p), "quantity": q, "price": price} for p, q, price in lines],
-        "shippingAddress": {"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701",
-                            "country": "US"},
+        "shippingAddress": dict(GOOD_ADDRESS),  # a copy: tests edit it
         "paymentMethodId": "pm_card_visa",
     }  # fmt: skip
     return {**body, **overrides}
@@ -97,13 +81,6 @@ def row_counts(database_url: str) -> dict[str, int]:
             table.name: session.scalar(select(func.count()).select_from(table)) or 0
             for table in Base.metadata.sorted_tables
         }
-
-
-def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """The messages waiting on a Dramatiq queue in namespace orderflow, oldest first, decoded."""
-    ids = client.lrange(f"orderflow:{queue}", 0, -1)
-    raw = [client.hget(f"orderflow:{queue}.msgs", message_id) for message_id in ids]
-    return [json.loads(item) for item in raw if item is not None]
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:

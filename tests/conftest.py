@@ -8,68 +8,42 @@ tests, not re-migrated.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import ExitStack
 
+import dramatiq
 import pytest
 import redis
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from models import migrate
 from models.db import engine_for
 from models.tables import Base
-from pipeline.config import LOCAL_STRIPE_KEY, PROJECT_ROOT
+from pipeline.config import LOCAL_STRIPE_KEY
 from scripts import localstack
 from scripts.fake_stripe import FakeStripeServer
 
-
-@dataclass(frozen=True)
-class Servers:
-    """The URLs this test run talks to."""
-
-    database_url: str
-    redis_url: str
+# The URLs this test run talks to (database_url, redis_url).
+Servers = localstack.Stack
 
 
+_run = ExitStack()
 _started: dict[str, object] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start the servers before test modules are imported: the Dramatiq broker binds at import."""
-    database_url = _fresh_database()
-    redis_home = Path(tempfile.mkdtemp(prefix="orderflow-redis-"))
-    port = localstack._free_port()
-    _started.update(process=localstack.start_redis(redis_home, port, daemonize=False), home=redis_home)
-    _started["servers"] = Servers(database_url, f"redis://127.0.0.1:{port}/0")
-    os.environ.update(DATABASE_URL=database_url, REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    stack = _run.enter_context(localstack.scratch_servers(os.environ.get("DATABASE_URL"), "orderflow_test"))
+    _started["servers"] = stack
+    os.environ.update(DATABASE_URL=stack.database_url, REDIS_URL=stack.redis_url)
     os.environ.setdefault("LOG_FORMAT", "console")
     # The loopback Stripe, reached through the real SDK; a short timeout keeps in-doubt tests quick.
-    stripe = FakeStripeServer().start()
+    stripe = _run.enter_context(FakeStripeServer())
     _started["stripe"] = stripe
     os.environ.update(STRIPE_API_BASE=stripe.url, STRIPE_API_KEY=LOCAL_STRIPE_KEY, STRIPE_TIMEOUT_S="2")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    stripe = _started.get("stripe")
-    if isinstance(stripe, FakeStripeServer):
-        stripe.stop()
-    process = _started.get("process")
-    if isinstance(process, subprocess.Popen):
-        process.terminate()
-        process.wait(10)
-    shutil.rmtree(str(_started.get("home", "")), ignore_errors=True)
-    servers = _started.get("servers")
-    if isinstance(servers, Servers):
-        engine_for.cache_clear()
-        url = make_url(servers.database_url)
-        admin = url.set(database="postgres").render_as_string(hide_password=False)
-        localstack.drop_database(admin, url.database or "")
+    _run.close()
 
 
 @pytest.fixture(scope="session")
@@ -77,21 +51,6 @@ def servers() -> Servers:
     started = _started["servers"]
     assert isinstance(started, Servers)
     return started
-
-
-def _fresh_database() -> str:
-    """A new database named for this run, on DATABASE_URL's server or on the embedded one."""
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        base = make_url(configured.replace("postgresql://", "postgresql+psycopg://", 1))
-    else:
-        base = make_url(localstack.ensure_up(PROJECT_ROOT / ".localstack").database_url)
-    name = f"orderflow_test_{secrets.token_hex(4)}"
-    admin = base.set(database="postgres").render_as_string(hide_password=False)
-    localstack.create_database(admin, name)
-    url = base.set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    return url
 
 
 @pytest.fixture
@@ -121,3 +80,18 @@ def stripe_server() -> Iterator[FakeStripeServer]:
     server.reset()
     yield server
     server.reset()
+
+
+@pytest.fixture
+def worker(db_url: str, redis_client: redis.Redis) -> Iterator[dramatiq.Worker]:
+    """A real Dramatiq worker (8 threads) on the test Redis, running every saga actor."""
+    import workers  # imported here, not at the top: the broker binds to REDIS_URL, set in pytest_configure
+
+    broker = workers.broker.broker
+    broker.flush_all()
+    broker.emit_after("process_boot")
+    running = dramatiq.Worker(broker, worker_threads=8, worker_timeout=50)
+    running.start()
+    yield running
+    running.stop()
+    broker.flush_all()

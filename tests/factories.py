@@ -17,20 +17,24 @@ def random_user() -> str:
     return f"user-{random_suffix()}"
 
 
-def make_product(db_url: str, *, stock: int = 100, price_cents: int = 1250) -> uuid.UUID:
+def make_product(db_url: str, *, stock: int = 100, price_cents: int = 1250, currency: str = "USD") -> uuid.UUID:
+    """A catalogue row with `stock` units on the shelf; returns its id."""
     from models.db import unit_of_work
     from models.inventory import Product
 
     with unit_of_work(db_url) as session:
         product = Product(
-            sku=random_sku(), name="Mug", price_cents=price_cents, total=stock, available=stock, reserved=0, shipped=0
-        )
+            sku=random_sku(), name="Mug", price_cents=price_cents, currency=currency,
+            total=stock, available=stock, reserved=0, shipped=0,
+        )  # fmt: skip
         session.add(product)
         session.flush()
         return product.id
 
 
 GOOD_ADDRESS = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "US"}
+# The local carrier does not deliver to ZZ: the ship step fails for good.
+UNDELIVERABLE_ADDRESS = GOOD_ADDRESS | {"street": "1 Nowhere", "country": "ZZ"}
 
 
 def make_order(

@@ -1,34 +1,19 @@
-"""Running orders through the real saga in tests: a Dramatiq worker in-process, polling the database."""
+"""Watching orders go through the real saga in tests: polling the database and the broker."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
-import pytest
+import redis
 from sqlalchemy import func, select, text
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-import workers
 from models.db import engine_for, unit_of_work
 from models.inventory import Product
 from models.orders import Order
 from models.status import TERMINAL_STATUSES
-
-
-@pytest.fixture
-def worker(db_url: str, redis_client: Any) -> Iterator[dramatiq.Worker]:
-    """A real Dramatiq worker (8 threads) on the test Redis, running every saga actor."""
-    broker = workers.broker.broker
-    broker.flush_all()
-    broker.emit_after("process_boot")
-    running = dramatiq.Worker(broker, worker_threads=8, worker_timeout=50)
-    running.start()
-    yield running
-    running.stop()
-    broker.flush_all()
 
 
 def wait_until_terminal(db_url: str, order_ids: list[uuid.UUID], seconds: float = 60) -> dict[uuid.UUID, Order]:
@@ -66,3 +51,10 @@ def timeline(db_url: str, order_id: uuid.UUID) -> list[tuple[str, str]]:
 
 def succeeded_charges(ledger: list[dict[str, Any]], order_id: uuid.UUID) -> list[dict[str, Any]]:
     return [i for i in ledger if i["metadata"].get("order_id") == str(order_id) and i["status"] == "succeeded"]
+
+
+def queued(client: redis.Redis, queue: str) -> list[dramatiq.Message[Any]]:
+    """The messages waiting on a Dramatiq queue (namespace orderflow), oldest first."""
+    ids = client.lrange(f"orderflow:{queue}", 0, -1)
+    encoded = client.hmget(f"orderflow:{queue}.msgs", ids) if ids else []
+    return [dramatiq.Message.decode(data) for data in encoded if isinstance(data, bytes)]

@@ -1,4 +1,4 @@
-"""Send saga messages by name, without importing the actors (the API stays light)."""
+"""Send saga messages by actor name, with queues from the saga table, and start a cancel."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from models.db import unit_of_work
 from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import saga
 from pipeline.config import get_settings
-from pipeline.progress import begin_compensation, cancel_plan, lock_order, record
+from pipeline.progress import begin_compensation, lock_order, record
 from workers.broker import broker
 
 
@@ -40,7 +40,8 @@ def cancel_order(database_url: str, order_id: uuid.UUID | str, reason: str = "CA
         order = lock_order(session, order_id)
         if order.status in (OrderStatus.COMPENSATING, OrderStatus.CANCELLED, OrderStatus.NEEDS_ATTENTION):
             return OrderStatus(order.status)
-        first = begin_compensation(order, cancel_plan(order), reason, None, get_settings().step_lease_s)
+        plan = saga.plan_for_cancel(OrderStatus(order.status))
+        first = begin_compensation(order, plan, reason, None, get_settings().step_lease_s)
         record(session, order.id, "cancel", StepKind.OPERATOR, StepOutcome.SUCCEEDED, started, error_code=reason)
         status = OrderStatus(order.status)
     if first:

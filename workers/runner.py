@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,35 +25,25 @@ log = structlog.get_logger("orderflow.saga")
 def run_action(step: str, order_id: str, adapters: Adapters | None = None) -> None:
     """Run a forward step; permanent failure starts compensation, anything else is retried by Dramatiq."""
     adapters = adapters or process_adapters()
-    started, clock = datetime.now(UTC), time.perf_counter()
-    next_actor: str | None = None
-    try:
-        with unit_of_work(adapters.database_url) as session:
-            order = lock_order(session, order_id)
-            status = OrderStatus(order.status)
-            if status != saga.status_before(step):
-                # Redelivered, or overtaken by a cancel: resend the follow-up only if this step just finished.
-                next_actor = saga.step_after(step) if status == saga.BY_NAME[step].done else None
-                outcome = StepOutcome.SKIPPED
-            else:
-                ACTIONS[step](session, order, adapters)
-                next_actor = saga.step_after(step)
-                advance(order, saga.BY_NAME[step].done, next_actor, adapters.lease_s)
-                record(session, order.id, step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **_message_info())
-                outcome = StepOutcome.SUCCEEDED
-                if next_actor is None:
-                    _finished(order.status, order.created_at)
-    except PermanentError as error:
-        _observe(step, StepKind.ACTION, StepOutcome.FAILED, clock, error)
-        fail_permanently(step, order_id, error, adapters)
-        return
-    except Exception as error:
-        _observe(step, StepKind.ACTION, StepOutcome.RETRYING, clock, error)
-        _record_retry(step, StepKind.ACTION, order_id, error, adapters)
-        raise
-    _observe(step, StepKind.ACTION, outcome, clock)
-    if next_actor:
-        send(next_actor, order_id)
+    _attempt(step, StepKind.ACTION, order_id, adapters, _act, fail_permanently)
+
+
+def _act(step: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str | None]:
+    started = datetime.now(UTC)
+    with unit_of_work(adapters.database_url) as session:
+        order = lock_order(session, order_id)
+        status = OrderStatus(order.status)
+        if status != saga.status_before(step):
+            # Redelivered, or overtaken by a cancel: resend the follow-up only if this step just finished.
+            return StepOutcome.SKIPPED, saga.step_after(step) if status == saga.BY_NAME[step].done else None
+        ACTIONS[step](session, order, adapters)
+        next_actor = saga.step_after(step)
+        advance(order, saga.BY_NAME[step].done, next_actor, adapters.lease_s)
+        record(session, order.id, step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **_message_info())
+        created_at = order.created_at
+    if next_actor is None:
+        _finished(OrderStatus.SHIPPED, created_at)
+    return StepOutcome.SUCCEEDED, next_actor
 
 
 def fail_permanently(step: str, order_id: str, error: PipelineError, adapters: Adapters | None = None) -> None:
@@ -77,33 +68,26 @@ def fail_permanently(step: str, order_id: str, error: PipelineError, adapters: A
 def run_compensation(undo: str, order_id: str, adapters: Adapters | None = None) -> None:
     """Run one undo step; when every undo is done the order is cancelled."""
     adapters = adapters or process_adapters()
-    started, clock = datetime.now(UTC), time.perf_counter()
-    next_undo: str | None = None
-    outcome = StepOutcome.SKIPPED
-    try:
-        with unit_of_work(adapters.database_url) as session:
-            order = lock_order(session, order_id)
-            if order.status == OrderStatus.COMPENSATING and order.current_step == undo:
-                undone = COMPENSATIONS[undo](session, order, adapters)
-                outcome = StepOutcome.SUCCEEDED if undone else StepOutcome.SKIPPED
-                record(session, order.id, undo, StepKind.COMPENSATION, outcome, started, **_message_info())
-                next_undo = saga.undo_after(undo)
-                if next_undo:
-                    order.current_step, order.lease_expires_at = next_undo, lease_until(adapters.lease_s)
-                else:
-                    advance(order, OrderStatus.CANCELLED, None, adapters.lease_s)
-                    _finished(order.status, None)
-    except PermanentError as error:
-        _observe(undo, StepKind.COMPENSATION, StepOutcome.FAILED, clock, error)
-        needs_attention(undo, order_id, error, adapters)
-        return
-    except Exception as error:
-        _observe(undo, StepKind.COMPENSATION, StepOutcome.RETRYING, clock, error)
-        _record_retry(undo, StepKind.COMPENSATION, order_id, error, adapters)
-        raise
-    _observe(undo, StepKind.COMPENSATION, outcome, clock)
-    if next_undo:
-        send(next_undo, order_id)
+    _attempt(undo, StepKind.COMPENSATION, order_id, adapters, _undo, needs_attention)
+
+
+def _undo(undo: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str | None]:
+    started = datetime.now(UTC)
+    with unit_of_work(adapters.database_url) as session:
+        order = lock_order(session, order_id)
+        if order.status != OrderStatus.COMPENSATING or order.current_step != undo:
+            return StepOutcome.SKIPPED, None
+        undone = COMPENSATIONS[undo](session, order, adapters)
+        outcome = StepOutcome.SUCCEEDED if undone else StepOutcome.SKIPPED
+        record(session, order.id, undo, StepKind.COMPENSATION, outcome, started, **_message_info())
+        next_undo = saga.undo_after(undo)
+        if next_undo:
+            order.current_step, order.lease_expires_at = next_undo, lease_until(adapters.lease_s)
+        else:
+            advance(order, OrderStatus.CANCELLED, None, adapters.lease_s)
+    if next_undo is None:
+        _finished(OrderStatus.CANCELLED, None)
+    return outcome, next_undo
 
 
 def needs_attention(undo: str, order_id: str, error: PipelineError, adapters: Adapters | None = None) -> None:
@@ -128,6 +112,31 @@ def exhausted(actor: str, order_id: str, last_error: str) -> None:
         fail_permanently(actor, order_id, error)
     else:
         needs_attention(actor, order_id, error)
+
+
+def _attempt(
+    name: str,
+    kind: StepKind,
+    order_id: str,
+    adapters: Adapters,
+    body: Callable[[str, str, Adapters], tuple[StepOutcome, str | None]],
+    on_permanent: Callable[[str, str, PipelineError, Adapters], None],
+) -> None:
+    """Time one attempt, then: send the follow-up, hand a permanent failure on, or note a retry and re-raise."""
+    clock = time.perf_counter()
+    try:
+        outcome, follow_up = body(name, order_id, adapters)
+    except PermanentError as error:
+        _observe(name, kind, StepOutcome.FAILED, clock, error)
+        on_permanent(name, order_id, error, adapters)
+        return
+    except Exception as error:
+        _observe(name, kind, StepOutcome.RETRYING, clock, error)
+        _record_retry(name, kind, order_id, error, adapters)
+        raise
+    _observe(name, kind, outcome, clock)
+    if follow_up:
+        send(follow_up, order_id)
 
 
 def _record_retry(step: str, kind: StepKind, order_id: str, error: Exception, adapters: Adapters) -> None:

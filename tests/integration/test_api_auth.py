@@ -22,7 +22,6 @@ from api.auth import local_secret, mint_token
 from tests.api_helpers import (
     OLD_SECRET,
     SECRET,
-    add_product,
     api_client,
     api_settings,
     assert_error,
@@ -33,6 +32,7 @@ from tests.api_helpers import (
     token,
 )
 from tests.conftest import Servers
+from tests.factories import make_product
 
 PROTECTED = [
     ("GET", "/v1/orders"),
@@ -59,7 +59,7 @@ def bearer(value: str) -> dict[str, str]:
 def test_every_v1_route_is_401_without_a_token_and_writes_nothing(
     api: TestClient, db_url: str, method: str, path: str
 ) -> None:
-    product = add_product(db_url)
+    product = make_product(db_url)
     before = row_counts(db_url)
     body = (
         order_body((product, 1, 1250))
@@ -113,7 +113,7 @@ def test_a_token_signed_with_the_previous_key_is_still_accepted_during_rotation(
 
 
 def test_a_token_without_the_scope_is_403_naming_the_scope_and_writes_nothing(api: TestClient, db_url: str) -> None:
-    body, before = order_body((add_product(db_url), 1, 1250)), row_counts(db_url)
+    body, before = order_body((make_product(db_url), 1, 1250)), row_counts(db_url)
     reader = bearer(token("orders:read")) | {"Idempotency-Key": new_key()}
 
     error = assert_error(api.post("/v1/orders", json=body, headers=reader), 403, "FORBIDDEN")
@@ -131,7 +131,7 @@ def test_the_admin_scope_grants_every_scope(api: TestClient) -> None:
 def test_a_client_over_its_burst_is_429_with_retry_after_and_others_are_not(
     servers: Servers, db_url: str, redis_client: redis.Redis
 ) -> None:
-    body = order_body((add_product(db_url), 1, 1250))
+    body = order_body((make_product(db_url), 1, 1250))
     with api_client(db_url, servers.redis_url, rate_limit_per_s=0.5, rate_limit_burst=3) as api:
         statuses = [api.get("/v1/orders", headers=auth(client="greedy")).status_code for _ in range(3)]
         before = row_counts(db_url)

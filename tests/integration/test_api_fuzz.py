@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api_helpers import add_product, api_client, auth, new_key, order_body, row_counts
+from tests.api_helpers import api_client, auth, new_key, order_body, row_counts
 from tests.conftest import Servers
+from tests.factories import make_product
 
 FUZZ = settings(
     max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -72,7 +73,7 @@ def mutated_orders(draw: st.DrawFn, product: uuid.UUID) -> dict[str, Any]:
 def test_an_order_body_with_any_one_field_mangled_never_causes_a_5xx(
     api: TestClient, db_url: str, data: st.DataObject
 ) -> None:
-    product = add_product(db_url)
+    product = make_product(db_url)
     before = row_counts(db_url)
     body = data.draw(mutated_orders(product))
 

@@ -11,8 +11,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.api_helpers import add_product, api_client, assert_error, auth, new_key, order_body, queued, row_counts
+from tests.api_helpers import api_client, assert_error, auth, new_key, order_body, row_counts
 from tests.conftest import Servers
+from tests.factories import make_product
+from tests.saga_helpers import queued
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def api(servers: Servers, db_url: str, redis_client: redis.Redis) -> Iterator[Te
 
 
 def test_a_post_without_an_idempotency_key_is_400_and_writes_nothing(api: TestClient, db_url: str) -> None:
-    body = order_body((add_product(db_url), 1, 1250))
+    body = order_body((make_product(db_url), 1, 1250))
     before = row_counts(db_url)
 
     assert_error(api.post("/v1/orders", json=body, headers=auth()), 400, "IDEMPOTENCY_KEY_REQUIRED")
@@ -34,7 +36,7 @@ def test_a_post_without_an_idempotency_key_is_400_and_writes_nothing(api: TestCl
 def test_an_idempotency_key_that_is_too_long_or_not_visible_ascii_is_422(
     api: TestClient, db_url: str, key: str
 ) -> None:
-    body = order_body((add_product(db_url), 1, 1250))
+    body = order_body((make_product(db_url), 1, 1250))
 
     assert_error(api.post("/v1/orders", json=body, headers=auth(key=key)), 422, "VALIDATION_ERROR")
 
@@ -42,7 +44,7 @@ def test_an_idempotency_key_that_is_too_long_or_not_visible_ascii_is_422(
 def test_the_same_key_and_body_replay_the_original_answer_without_a_second_order(
     api: TestClient, db_url: str, redis_client: redis.Redis
 ) -> None:
-    body, key = order_body((add_product(db_url), 2, 1250)), new_key()
+    body, key = order_body((make_product(db_url), 2, 1250)), new_key()
     first = api.post("/v1/orders", json=body, headers=auth(key=key))
 
     again = api.post("/v1/orders", json=body, headers=auth(key=key))
@@ -57,7 +59,7 @@ def test_the_same_key_and_body_replay_the_original_answer_without_a_second_order
 
 
 def test_a_replay_matches_the_body_by_content_not_by_key_order_or_spacing(api: TestClient, db_url: str) -> None:
-    body, key = order_body((add_product(db_url), 1, 1250)), new_key()
+    body, key = order_body((make_product(db_url), 1, 1250)), new_key()
     first = api.post("/v1/orders", json=body, headers=auth(key=key))
     reordered = json.dumps(dict(reversed(list(body.items()))), indent=2)
 
@@ -67,7 +69,7 @@ def test_a_replay_matches_the_body_by_content_not_by_key_order_or_spacing(api: T
 
 
 def test_the_same_key_with_a_different_body_is_409_and_writes_nothing(api: TestClient, db_url: str) -> None:
-    product, key = add_product(db_url), new_key()
+    product, key = make_product(db_url), new_key()
     first = api.post("/v1/orders", json=order_body((product, 1, 1250), user="dave"), headers=auth(key=key))
     before = row_counts(db_url)
 
@@ -79,7 +81,7 @@ def test_the_same_key_with_a_different_body_is_409_and_writes_nothing(api: TestC
 
 
 def test_keys_belong_to_one_client_so_two_clients_may_use_the_same_key(api: TestClient, db_url: str) -> None:
-    body, key = order_body((add_product(db_url), 1, 1250)), new_key()
+    body, key = order_body((make_product(db_url), 1, 1250)), new_key()
 
     shop_1 = api.post("/v1/orders", json=body, headers=auth(client="shop-1", key=key))
     shop_2 = api.post("/v1/orders", json=body, headers=auth(client="shop-2", key=key))
@@ -91,7 +93,7 @@ def test_keys_belong_to_one_client_so_two_clients_may_use_the_same_key(api: Test
 def test_twenty_concurrent_posts_with_one_key_create_exactly_one_order(
     api: TestClient, db_url: str, redis_client: redis.Redis
 ) -> None:
-    body, key = order_body((add_product(db_url), 1, 1250)), new_key()
+    body, key = order_body((make_product(db_url), 1, 1250)), new_key()
     headers = auth(key=key)
     start = Barrier(20)
 
@@ -112,7 +114,7 @@ def test_twenty_concurrent_posts_with_one_key_create_exactly_one_order(
 
 
 def test_a_rejected_request_does_not_burn_its_key(api: TestClient, db_url: str) -> None:
-    product, key = add_product(db_url, price=1250), new_key()
+    product, key = make_product(db_url, price_cents=1250), new_key()
     wrong = api.post("/v1/orders", json=order_body((product, 1, 999)), headers=auth(key=key))
 
     fixed = api.post("/v1/orders", json=order_body((product, 1, 1250)), headers=auth(key=key))

@@ -15,8 +15,10 @@ from sqlalchemy import update
 from models.db import unit_of_work
 from models.orders import Order
 from models.saga import SagaStep
-from tests.api_helpers import add_product, api_client, assert_error, auth, new_key, order_body, queued, row_counts
+from tests.api_helpers import api_client, assert_error, auth, new_key, order_body, row_counts
 from tests.conftest import Servers
+from tests.factories import make_product
+from tests.saga_helpers import queued
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def place(api: TestClient, body: dict[str, object]) -> dict[str, object]:
 def test_a_valid_order_is_written_pending_priced_from_the_catalogue_and_answered_201(
     api: TestClient, db_url: str
 ) -> None:
-    mug, tea = add_product(db_url, price=1250), add_product(db_url, price=399)
+    mug, tea = make_product(db_url, price_cents=1250), make_product(db_url, price_cents=399)
 
     response = api.post(
         "/v1/orders", json=order_body((mug, 2, 1250), (tea, 3, 399), user="alice"), headers=auth(key=new_key())
@@ -58,7 +60,7 @@ def test_a_valid_order_is_written_pending_priced_from_the_catalogue_and_answered
 
 
 def test_an_accepted_order_is_leased_to_reserve_stock_in_the_same_transaction(api: TestClient, db_url: str) -> None:
-    mug = add_product(db_url)
+    mug = make_product(db_url)
     before = datetime.now(UTC)
 
     order = place(api, order_body((mug, 1, 1250)))
@@ -74,11 +76,11 @@ def test_an_accepted_order_is_leased_to_reserve_stock_in_the_same_transaction(ap
 def test_an_accepted_order_puts_one_reserve_stock_message_on_the_stock_queue(
     api: TestClient, db_url: str, redis_client: redis.Redis
 ) -> None:
-    order = place(api, order_body((add_product(db_url), 1, 1250)))
+    order = place(api, order_body((make_product(db_url), 1, 1250)))
 
     messages = queued(redis_client, "stock")
 
-    assert [(m["actor_name"], m["args"]) for m in messages] == [("reserve_stock", [order["id"]])]
+    assert [(m.actor_name, list(m.args)) for m in messages] == [("reserve_stock", [order["id"]])]
 
 
 def test_an_order_is_still_accepted_when_the_broker_is_down_and_keeps_its_lease(
@@ -88,7 +90,7 @@ def test_an_order_is_still_accepted_when_the_broker_is_down_and_keeps_its_lease(
         raise redis.ConnectionError("Connection refused")
 
     with api_client(db_url, servers.redis_url, enqueue=broker_down) as api:
-        order = place(api, order_body((add_product(db_url), 1, 1250)))
+        order = place(api, order_body((make_product(db_url), 1, 1250)))
 
     with unit_of_work(db_url) as session:
         row = session.get(Order, uuid.UUID(str(order["id"])))
@@ -97,7 +99,7 @@ def test_an_order_is_still_accepted_when_the_broker_is_down_and_keeps_its_lease(
 
 
 def test_an_order_is_read_back_with_its_timeline_in_start_order(api: TestClient, db_url: str) -> None:
-    order = place(api, order_body((add_product(db_url), 1, 1250)))
+    order = place(api, order_body((make_product(db_url), 1, 1250)))
     order_id, start = uuid.UUID(str(order["id"])), datetime.now(UTC)
     with unit_of_work(db_url) as session:
         for seconds, outcome, error in ((1, "retrying", "TRANSIENT_ERROR"), (3, "succeeded", None)):
@@ -130,7 +132,7 @@ def test_an_unknown_order_is_404_and_a_malformed_id_is_422(api: TestClient) -> N
 
 
 def test_the_list_is_newest_first_paged_and_filtered_by_user_and_status(api: TestClient, db_url: str) -> None:
-    mug = add_product(db_url)
+    mug = make_product(db_url)
     ids = [place(api, order_body((mug, 1, 1250), user="bob" if n % 2 else "carol"))["id"] for n in range(5)]
     with unit_of_work(db_url) as session:
         session.execute(update(Order).where(Order.id == uuid.UUID(str(ids[0]))).values(status="shipped"))
@@ -166,7 +168,7 @@ def test_list_parameters_out_of_range_are_422(api: TestClient, params: dict[str,
 def test_cancel_starts_the_compensation_and_answers_202_with_the_order(
     api: TestClient, db_url: str, redis_client: redis.Redis
 ) -> None:
-    order = place(api, order_body((add_product(db_url), 1, 1250)))
+    order = place(api, order_body((make_product(db_url), 1, 1250)))
     redis_client.delete("orderflow:stock", "orderflow:stock.msgs")
 
     response = api.post(f"/v1/orders/{order['id']}/cancel", headers=auth("admin"))
@@ -174,12 +176,12 @@ def test_cancel_starts_the_compensation_and_answers_202_with_the_order(
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "compensating"
     assert response.json()["cancelReason"] == "CANCELLED_BY_REQUEST"
-    assert [m["actor_name"] for m in queued(redis_client, "stock")] == ["release_stock"]
+    assert [m.actor_name for m in queued(redis_client, "stock")] == ["release_stock"]
     assert api.post(f"/v1/orders/{order['id']}/cancel", headers=auth("admin")).status_code == 202
 
 
 def test_cancelling_a_shipped_order_is_409_and_an_unknown_one_404(api: TestClient, db_url: str) -> None:
-    order = place(api, order_body((add_product(db_url), 1, 1250)))
+    order = place(api, order_body((make_product(db_url), 1, 1250)))
     with unit_of_work(db_url) as session:
         session.execute(update(Order).where(Order.id == uuid.UUID(str(order["id"]))).values(status="shipped"))
 
@@ -188,6 +190,6 @@ def test_cancelling_a_shipped_order_is_409_and_an_unknown_one_404(api: TestClien
 
 
 def test_cancel_needs_the_admin_scope(api: TestClient, db_url: str) -> None:
-    order = place(api, order_body((add_product(db_url), 1, 1250)))
+    order = place(api, order_body((make_product(db_url), 1, 1250)))
 
     assert_error(api.post(f"/v1/orders/{order['id']}/cancel", headers=auth()), 403, "FORBIDDEN")

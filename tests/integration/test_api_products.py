@@ -14,9 +14,9 @@ from sqlalchemy import update
 
 from models.db import unit_of_work
 from models.inventory import Product
-from tests.api_helpers import add_product, api_client, assert_error, auth, row_counts
+from tests.api_helpers import api_client, assert_error, auth, row_counts
 from tests.conftest import Servers
-from tests.factories import random_sku
+from tests.factories import make_product, random_sku
 
 ADMIN = auth("admin")
 
@@ -86,7 +86,7 @@ def test_the_catalogue_is_listed_by_sku_in_pages(api: TestClient) -> None:
 def test_setting_stock_moves_total_by_the_same_amount_and_keeps_reserved_and_shipped(
     api: TestClient, db_url: str
 ) -> None:
-    product_id = add_product(db_url, stock=10)
+    product_id = make_product(db_url, stock=10)
     with unit_of_work(db_url) as session:  # 3 held for an order, 2 gone with a shipment
         session.execute(
             update(Product).where(Product.id == product_id).values(available=5, reserved=3, shipped=2, total=10)
@@ -102,7 +102,7 @@ def test_setting_stock_moves_total_by_the_same_amount_and_keeps_reserved_and_shi
 
 
 def test_concurrent_stock_updates_leave_stock_conserved(api: TestClient, db_url: str) -> None:
-    product_id = add_product(db_url, stock=10)
+    product_id = make_product(db_url, stock=10)
 
     def put(value: int) -> int:
         return api.put(f"/v1/products/{product_id}/stock", json={"available": value}, headers=ADMIN).status_code
@@ -125,7 +125,7 @@ def test_stock_of_an_unknown_product_is_404_and_of_a_malformed_id_422(api: TestC
 
 @pytest.mark.parametrize("body", [{"available": -1}, {"available": 1.5}, {"available": "3"}, {}, {"total": 3}])
 def test_an_invalid_stock_value_is_422_and_changes_nothing(api: TestClient, db_url: str, body: dict[str, Any]) -> None:
-    product_id = add_product(db_url, stock=10)
+    product_id = make_product(db_url, stock=10)
 
     response = api.put(f"/v1/products/{product_id}/stock", json=body, headers=ADMIN)
 
@@ -136,7 +136,7 @@ def test_an_invalid_stock_value_is_422_and_changes_nothing(api: TestClient, db_u
 
 
 def test_stock_that_would_overflow_the_total_is_409(api: TestClient, db_url: str) -> None:
-    product_id = add_product(db_url, stock=0)
+    product_id = make_product(db_url, stock=0)
     with unit_of_work(db_url) as session:
         session.execute(update(Product).where(Product.id == product_id).values(shipped=2**31 - 10, total=2**31 - 10))
 

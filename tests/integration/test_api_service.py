@@ -16,9 +16,10 @@ from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from pipeline.config import PROJECT_ROOT
-from scripts.localstack import _free_port
-from tests.api_helpers import add_product, api_client, api_settings, assert_error, auth, new_key, order_body
+from scripts.localstack import free_port
+from tests.api_helpers import api_client, api_settings, assert_error, auth, new_key, order_body
 from tests.conftest import Servers
+from tests.factories import make_product
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_readyz_is_200_when_postgres_and_redis_answer(api: TestClient) -> None:
 
 
 def test_readyz_is_503_naming_redis_when_redis_is_down(servers: Servers, db_url: str) -> None:
-    with api_client(db_url, f"redis://127.0.0.1:{_free_port()}/0") as api:
+    with api_client(db_url, f"redis://127.0.0.1:{free_port()}/0") as api:
         body = assert_error(api.get("/readyz"), 503, "NOT_READY")
 
     assert body["details"]["postgres"] == "ok"
@@ -47,7 +48,7 @@ def test_readyz_is_503_naming_redis_when_redis_is_down(servers: Servers, db_url:
 
 
 def test_readyz_is_503_naming_postgres_when_postgres_is_down(servers: Servers, db_url: str) -> None:
-    down = make_url(db_url).set(port=_free_port()).render_as_string(hide_password=False)
+    down = make_url(db_url).set(port=free_port()).render_as_string(hide_password=False)
 
     with api_client(down, servers.redis_url) as api:
         body = assert_error(api.get("/readyz"), 503, "NOT_READY")
@@ -56,7 +57,7 @@ def test_readyz_is_503_naming_postgres_when_postgres_is_down(servers: Servers, d
 
 
 def test_a_request_with_postgres_down_is_503_service_unavailable(servers: Servers, db_url: str) -> None:
-    down = make_url(db_url).set(port=_free_port()).render_as_string(hide_password=False)
+    down = make_url(db_url).set(port=free_port()).render_as_string(hide_password=False)
 
     with api_client(down, servers.redis_url) as api:
         response = api.get("/v1/orders", headers=auth())
@@ -110,7 +111,7 @@ def test_an_unexpected_exception_is_500_internal_error_without_a_traceback(
 
 
 def test_metrics_count_requests_by_route_template_and_orders_accepted(api: TestClient, db_url: str) -> None:
-    product = add_product(db_url)
+    product = make_product(db_url)
     api.post("/v1/orders", json=order_body((product, 1, 1250)), headers=auth(key=new_key()))
     api.get("/v1/orders/00000000-0000-0000-0000-000000000000", headers=auth())
 

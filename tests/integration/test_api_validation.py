@@ -10,8 +10,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.api_helpers import add_product, api_client, assert_error, auth, new_key, order_body, queued, row_counts
+from tests.api_helpers import api_client, assert_error, auth, new_key, order_body, row_counts
 from tests.conftest import Servers
+from tests.factories import make_product
+from tests.saga_helpers import queued
 
 Body = dict[str, Any]
 PRICE = 1250
@@ -74,7 +76,7 @@ BAD_BODIES: dict[str, Callable[[Body], Any]] = {
 def test_an_invalid_order_body_is_422_validation_error_and_writes_nothing(
     api: TestClient, db_url: str, redis_client: redis.Redis, case: str
 ) -> None:
-    body = BAD_BODIES[case](order_body((add_product(db_url, price=PRICE), 1, PRICE)))
+    body = BAD_BODIES[case](order_body((make_product(db_url, price_cents=PRICE), 1, PRICE)))
     before = row_counts(db_url)
 
     error = assert_error(api.post("/v1/orders", json=body, headers=auth(key=new_key())), 422, "VALIDATION_ERROR")
@@ -87,7 +89,7 @@ def test_an_invalid_order_body_is_422_validation_error_and_writes_nothing(
 def test_a_price_that_differs_from_the_catalogue_is_price_mismatch_with_both_prices(
     api: TestClient, db_url: str
 ) -> None:
-    mug, tea = add_product(db_url, price=1250), add_product(db_url, price=399)
+    mug, tea = make_product(db_url, price_cents=1250), make_product(db_url, price_cents=399)
     before = row_counts(db_url)
 
     response = api.post("/v1/orders", json=order_body((mug, 1, 1250), (tea, 1, 1)), headers=auth(key=new_key()))
@@ -98,7 +100,7 @@ def test_a_price_that_differs_from_the_catalogue_is_price_mismatch_with_both_pri
 
 
 def test_an_unknown_product_is_422_product_not_found_naming_it(api: TestClient, db_url: str) -> None:
-    mug, ghost = add_product(db_url), uuid.uuid4()
+    mug, ghost = make_product(db_url), uuid.uuid4()
     before = row_counts(db_url)
 
     response = api.post("/v1/orders", json=order_body((mug, 1, 1250), (ghost, 1, 100)), headers=auth(key=new_key()))
@@ -108,7 +110,7 @@ def test_an_unknown_product_is_422_product_not_found_naming_it(api: TestClient, 
 
 
 def test_an_order_in_another_currency_than_its_products_is_currency_mismatch(api: TestClient, db_url: str) -> None:
-    euro_mug = add_product(db_url, currency="EUR")
+    euro_mug = make_product(db_url, currency="EUR")
     before = row_counts(db_url)
 
     response = api.post("/v1/orders", json=order_body((euro_mug, 1, 1250)), headers=auth(key=new_key()))
@@ -136,7 +138,7 @@ def test_a_body_that_is_not_a_json_object_is_422_and_writes_nothing(
 
 
 def test_a_body_over_the_size_limit_is_413_before_anything_is_parsed(api: TestClient, db_url: str) -> None:
-    body = order_body((add_product(db_url), 1, PRICE), userId="x" * 5000)
+    body = order_body((make_product(db_url), 1, PRICE), userId="x" * 5000)
     before = row_counts(db_url)
 
     error = assert_error(api.post("/v1/orders", json=body, headers=auth(key=new_key())), 413, "PAYLOAD_TOO_LARGE")

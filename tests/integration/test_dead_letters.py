@@ -11,11 +11,9 @@ from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from scripts.fake_stripe import FakeStripeServer
 from tests.factories import make_order, make_product
-from tests.saga_helpers import wait_until_terminal, worker
+from tests.saga_helpers import wait_until_terminal
 from workers.deadletters import DeadLetter, dead_letters, redrive
 from workers.dispatch import send
-
-__all__ = ["worker"]
 
 
 def wait_for_dead_letters(client: redis.Redis, n: int) -> list[DeadLetter]:

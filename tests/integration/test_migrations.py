@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, pool
-from sqlalchemy.engine import make_url
 
 from models import migrate
 from models.tables import Base
@@ -19,12 +17,8 @@ from tests.conftest import Servers
 
 @pytest.fixture
 def empty_database(servers: Servers) -> Iterator[str]:
-    url = make_url(servers.database_url)
-    admin = url.set(database="postgres").render_as_string(hide_password=False)
-    name = f"orderflow_migrations_{secrets.token_hex(4)}"
-    localstack.create_database(admin, name)
-    yield url.set(database=name).render_as_string(hide_password=False)
-    localstack.drop_database(admin, name)
+    with localstack.scratch_database(servers.database_url, "orderflow_migrations", migrated=False) as url:
+        yield url
 
 
 def table_names(url: str) -> set[str]:

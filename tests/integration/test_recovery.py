@@ -6,19 +6,17 @@ import threading
 import uuid
 from typing import Any
 
-import dramatiq
 import pytest
 import redis
 from sqlalchemy import text
 
-import workers
 from models.db import engine_for
 from models.status import OrderStatus
 from pipeline import saga
 from tests.factories import make_order, make_product
+from tests.saga_helpers import queued
 from workers.recovery import sweep
 
-NAMESPACE = workers.broker.broker.namespace
 LEASE_S = 30.0
 QUEUES = sorted({saga.queue_of(step.name) for step in saga.STEPS} | {saga.queue_of(undo) for undo in saga.UNDO_ORDER})
 
@@ -69,16 +67,6 @@ def lease_row(db_url: str, order_id: uuid.UUID) -> tuple[int, float]:
             {"id": order_id},
         ).one()
     return int(row[0]), float(row[1])
-
-
-def queued(client: redis.Redis, queue: str) -> list[dramatiq.Message[Any]]:
-    """The messages waiting on `queue`, in order, decoded as Dramatiq's Redis broker stored them."""
-    ids = client.lrange(f"{NAMESPACE}:{queue}", 0, -1)
-    if not ids:
-        return []
-    encoded = client.hmget(f"{NAMESPACE}:{queue}.msgs", ids)
-    assert all(isinstance(data, bytes) for data in encoded), "a queued message id has no stored message"
-    return [dramatiq.Message.decode(data) for data in encoded if isinstance(data, bytes)]
 
 
 def all_queued(client: redis.Redis) -> list[tuple[str, str, tuple[Any, ...]]]:

@@ -6,11 +6,9 @@ import dramatiq
 
 from pipeline.audit import audit, violations_only
 from scripts.fake_stripe import FakeStripeServer
-from tests.factories import make_order, make_product
-from tests.saga_helpers import count, stock, succeeded_charges, timeline, wait_until_terminal, worker
+from tests.factories import UNDELIVERABLE_ADDRESS, make_order, make_product
+from tests.saga_helpers import count, stock, succeeded_charges, timeline, wait_until_terminal
 from workers.dispatch import start_saga
-
-__all__ = ["worker"]
 
 
 def deliveries(db_url: str, order_id: object, provider: str, kind: str | None = None) -> int:
@@ -77,8 +75,7 @@ def test_a_rejected_shipment_refunds_releases_and_sends_a_cancellation_notice(
     db_url: str, worker: dramatiq.Worker, stripe_server: FakeStripeServer
 ) -> None:
     product = make_product(db_url, stock=10)
-    nowhere = {"street": "1 Nowhere", "city": "X", "state": "X", "zipCode": "0", "country": "ZZ"}
-    order_id = make_order(db_url, [(product, 1)], address=nowhere)
+    order_id = make_order(db_url, [(product, 1)], address=UNDELIVERABLE_ADDRESS)
 
     start_saga(order_id)
     order = wait_until_terminal(db_url, [order_id])[order_id]

@@ -9,11 +9,9 @@ import dramatiq
 from pipeline import saga
 from pipeline.audit import audit, violations_only
 from scripts.fake_stripe import FakeStripeServer
-from tests.factories import make_order, make_product
-from tests.saga_helpers import count, stock, succeeded_charges, wait_until_terminal, worker
+from tests.factories import UNDELIVERABLE_ADDRESS, make_order, make_product
+from tests.saga_helpers import count, stock, succeeded_charges, wait_until_terminal
 from workers.dispatch import send, start_saga
-
-__all__ = ["worker"]
 
 
 def effects(db_url: str, order_id: uuid.UUID) -> dict[str, int]:
@@ -53,8 +51,7 @@ def test_delivering_every_compensation_twice_more_refunds_and_notifies_once(
     db_url: str, worker: dramatiq.Worker, stripe_server: FakeStripeServer
 ) -> None:
     product = make_product(db_url, stock=10)
-    nowhere = {"street": "1 Nowhere", "city": "X", "state": "X", "zipCode": "0", "country": "ZZ"}
-    order_id = make_order(db_url, [(product, 1)], address=nowhere)
+    order_id = make_order(db_url, [(product, 1)], address=UNDELIVERABLE_ADDRESS)
     start_saga(order_id)
     wait_until_terminal(db_url, [order_id])
     before = effects(db_url, order_id), stock(db_url, product), stripe_server.ledger()
