@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.saga import BY_NAME, UNDO_ORDER, Retry, retry_of
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Keys that only the loopback Stripe server accepts; refused when talking to the real Stripe.
@@ -41,6 +43,10 @@ class Settings(BaseSettings):
     notify_fault_rate: float = 0.0
     ship_fault_rate: float = 0.0
 
+    # Per-actor retry policy overriding the saga table, e.g. STEP_RETRIES='{"charge_payment": {"max_retries": 12,
+    # "min_backoff_ms": 1000, "max_backoff_ms": 60000}}' for a payment provider known to have long outages.
+    step_retries: dict[str, Retry] = {}
+
     # Crash recovery: a live order whose step has not progressed for this long is re-driven.
     step_lease_s: float = 30.0
     reaper_interval_s: float = 5.0
@@ -60,6 +66,18 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("step_retries")
+    @classmethod
+    def _known_actors(cls, value: dict[str, Retry]) -> dict[str, Retry]:
+        unknown = set(value) - set(BY_NAME) - set(UNDO_ORDER)
+        if unknown:
+            raise ValueError(f"STEP_RETRIES names no saga step or compensation: {sorted(unknown)}")
+        return value
+
+    def retry_of(self, actor: str) -> Retry:
+        """The retry policy of an actor: this configuration's override, else the saga table's."""
+        return self.step_retries.get(actor) or retry_of(actor)
 
     @field_validator("database_url")
     @classmethod

@@ -48,6 +48,11 @@ UNDO_ORDER: tuple[str, ...] = tuple(step.undo for step in reversed(STEPS) if ste
 FIRST_STEP = STEPS[0].name
 
 
+def retry_of(actor: str) -> Retry:
+    """The table's retry policy of an action or compensation."""
+    return BY_NAME[actor].retry if actor in BY_NAME else COMPENSATION_RETRY
+
+
 def queue_of(actor: str) -> str:
     """The queue an action or compensation is sent to."""
     return BY_NAME[actor].queue if actor in BY_NAME else UNDO_QUEUES[actor]

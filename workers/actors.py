@@ -1,4 +1,4 @@
-"""How saga actors are declared: queue and retry policy come from the saga table, not from each actor."""
+"""How saga actors are declared: queue and retry policy come from the saga table (or settings), not each actor."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import dramatiq
 
 from pipeline import saga
+from pipeline.config import get_settings
 from pipeline.errors import PermanentError
 
 ActorFn = Callable[[str], None]
@@ -19,7 +20,7 @@ def saga_actor(name: str) -> Callable[[ActorFn], dramatiq.Actor[[str], None]]:
     Permanent errors are handled inside the runner; `throws` is the backstop that keeps Dramatiq
     from retrying one that slipped through. Exhausted retries go to `saga_exhausted`.
     """
-    retry = saga.BY_NAME[name].retry if name in saga.BY_NAME else saga.COMPENSATION_RETRY
+    retry = get_settings().retry_of(name)
     options: dict[str, Any] = {
         "actor_name": name,
         "queue_name": saga.queue_of(name),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
@@ -10,12 +12,23 @@ from pipeline.config import get_settings
 from pipeline.logs import configure_logging
 from workers.middleware import LogContext
 
+# Worker metrics are on when the worker's metrics folder is set (the Procfile's worker line sets it).
+# prometheus_client picks its storage at first import, so the saga's own metrics must see the same
+# folder before pipeline.metrics is imported: that is why this runs here, before any actor module.
+METRICS_DIR = os.environ.get("dramatiq_prom_db")
+if METRICS_DIR:
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", METRICS_DIR)
+
 
 def build_broker(redis_url: str) -> RedisBroker:
-    """A Redis broker with Dramatiq's defaults (retries, time limits, shutdown) plus our context middleware."""
-    broker = RedisBroker(url=redis_url, namespace="orderflow")
+    """A Redis broker with Dramatiq's defaults (retries, time limits, shutdown) plus our middleware."""
+    broker = RedisBroker(url=redis_url, namespace="orderflow")  # type: ignore[no-untyped-call]
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(LogContext())
+    if METRICS_DIR:
+        from dramatiq.middleware.prometheus import Prometheus  # reads dramatiq_prom_db at import
+
+        broker.add_middleware(Prometheus())
     return broker
 
 

@@ -14,6 +14,7 @@ from models.db import unit_of_work
 from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import metrics, saga
 from pipeline.adapters import Adapters, process_adapters
+from pipeline.config import get_settings
 from pipeline.errors import PermanentError, PipelineError, RetriesExhausted
 from pipeline.progress import advance, begin_compensation, lease_until, lock_order, record
 from pipeline.steps import ACTIONS, COMPENSATIONS
@@ -142,7 +143,7 @@ def _attempt(
 def _record_retry(step: str, kind: StepKind, order_id: str, error: Exception, adapters: Adapters) -> None:
     """Note the failed attempt, and stretch the lease over the coming backoff so the reaper waits for it."""
     code = error.code if isinstance(error, PipelineError) else type(error).__name__
-    retry = saga.BY_NAME[step].retry if step in saga.BY_NAME else saga.COMPENSATION_RETRY
+    retry = get_settings().retry_of(step)
     log.warning("saga.retrying", order_id=order_id, step=step, code=code, error=str(error)[:300])
     try:
         with unit_of_work(adapters.database_url) as session:
