@@ -6,7 +6,7 @@ the values land in the shared multiprocess files the exposition server reads.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 STEP_SECONDS = Histogram(
     "orderflow_step_duration_seconds",
@@ -23,3 +23,22 @@ TIME_TO_SHIP = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 REDRIVEN = Counter("orderflow_orders_redriven_total", "Orders whose lease ran out and were re-driven.", ["step"])
+
+# Crash recovery, exported by the reaper process (REAPER_METRICS_PORT).
+STALLED = Gauge(
+    "orderflow_orders_stalled", "Live orders whose lease had run out at the last sweep.", multiprocess_mode="livemax"
+)
+RECOVERY_SECONDS = Histogram(
+    "orderflow_recovery_latency_seconds",
+    "From an order's last progress to the reaper re-driving it (the recovery time of a crash).",
+    buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 120, 300, 900),
+)
+POISONED = Counter(
+    "orderflow_orders_poisoned_total", "Orders whose step was re-driven too often and was given up.", ["step"]
+)
+RESERVATIONS_EXPIRED = Counter(
+    "orderflow_reservations_expired_total", "Orders cancelled because their stock was held past the TTL."
+)
+ORDERS_IN_STATE = Gauge(
+    "orderflow_orders", "Orders by status at the last sweep.", ["status"], multiprocess_mode="livemax"
+)
