@@ -47,9 +47,16 @@ class Settings(BaseSettings):
     # "min_backoff_ms": 1000, "max_backoff_ms": 60000}}' for a payment provider known to have long outages.
     step_retries: dict[str, Retry] = {}
 
-    # Crash recovery: a live order whose step has not progressed for this long is re-driven.
-    step_lease_s: float = 30.0
-    reaper_interval_s: float = 5.0
+    # Crash recovery: a live order whose step has not progressed for this long is re-driven, so an order
+    # whose worker died resumes within step_lease_s + reaper_interval_s (the 30 s recovery objective).
+    step_lease_s: float = 20.0
+    reaper_interval_s: float = 2.0
+    # Each re-drive of the same step without progress doubles its lease (up to 8x); after this many the
+    # message is taken for poison (it kills its worker) and the order is compensated or parked.
+    max_redeliveries: int = 5
+    # Stock held this long by an order that has not been charged is released through compensation.
+    reservation_ttl_s: float = 900.0
+    reaper_metrics_port: int = 9192
 
     # Intake limits.
     rate_limit_per_s: float = 50.0

@@ -64,6 +64,18 @@ class RetriesExhausted(PermanentError):
     code = "RETRIES_EXHAUSTED"
 
 
+class RedeliveryLimit(PermanentError):
+    """A step was re-driven again and again without progress: its message may be killing its worker."""
+
+    code = "REDELIVERY_LIMIT"
+
+
+class ReservationExpired(PermanentError):
+    """Stock was held longer than the reservation TTL without the order being charged."""
+
+    code = "RESERVATION_EXPIRED"
+
+
 class IllegalTransition(PermanentError):
     """An order was asked to move between two states the state machine does not connect."""
 

@@ -70,6 +70,29 @@ def stop(root: Path) -> None:
             psutil.wait_procs([psutil.Process(pid)], timeout=10)
 
 
+def restart_postgres(root: Path) -> None:
+    """Crash Postgres (immediate stop: no checkpoint, crash recovery at start) and start it on the same port."""
+    pgdata = root.resolve() / "postgres" / "data"
+    _pg("pg_ctl", "-D", str(pgdata), "-m", "immediate", "-w", "stop", user=_pg_system_user())
+    ensure_postgres(root.resolve() / "postgres")
+
+
+def restart_redis(root: Path, *, keep_data: bool) -> None:
+    """Restart Redis on the same port: a clean shutdown that keeps its AOF, or a kill that loses all its data."""
+    home = root.resolve() / "redis"
+    pid = _running_pid(home / "redis.pid", "redis-server")
+    if pid:
+        process = psutil.Process(pid)
+        process.terminate() if keep_data else process.kill()
+        psutil.wait_procs([process], timeout=10)
+    if not keep_data:
+        for leftover in ("appendonly.aof", "appendonlydir", "dump.rdb"):
+            path = home / leftover
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    (home / "redis.pid").unlink(missing_ok=True)
+    ensure_redis(home)
+
+
 def postgres_url(port: int, database: str) -> str:
     return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/{database}"
 

@@ -1,8 +1,12 @@
-"""The reaper: re-drives live orders whose lease ran out (worker killed, message lost, API crashed).
+"""The reaper: re-drives live orders that stopped moving, gives up on poison, and expires held stock.
 
 Every step commits a fresh lease with its progress, so an order whose lease has expired has not
-moved for a whole lease. Re-sending its due message is safe because every step is idempotent,
-and an order whose step is running right now is skipped (its row is locked).
+moved for a whole lease: its worker was killed, its message was lost with Redis, or the API died
+between its commit and its enqueue. Re-sending its due message is safe because every step is
+idempotent, and an order whose step is running right now is skipped (its row is locked).
+
+An order whose message is merely waiting in a long queue is not stalled: while the oldest ready
+message of its queue is older than the order's last progress, the reaper waits instead.
 """
 
 from __future__ import annotations
@@ -10,67 +14,185 @@ from __future__ import annotations
 import signal
 import threading
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import func, select, update
+from prometheus_client import start_http_server
+from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy.orm import Session
 
-from models.db import unit_of_work
+from models.db import engine_for, unit_of_work
+from models.inventory import Reservation
 from models.orders import Order
-from models.status import TERMINAL_STATUSES, OrderStatus
+from models.status import TERMINAL_STATUSES, OrderStatus, ReservationStatus
 from pipeline import metrics, saga
-from pipeline.config import get_settings
+from pipeline.config import Settings, get_settings
+from pipeline.errors import RedeliveryLimit, ReservationExpired
+from workers.backlog import backlog
+from workers.broker import broker
 from workers.dispatch import send
+from workers.runner import fail_permanently, give_up
 
 log = structlog.get_logger("orderflow.reaper")
+LIVE = Order.status.not_in([status.value for status in TERMINAL_STATUSES])
+# A re-drive that does not help doubles the next lease, up to this factor.
+MAX_LEASE_FACTOR = 8
 
 
-def sweep(database_url: str, lease_s: float, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
-    """Extend the lease of every stalled live order and re-send its due message; returns what was sent."""
-    stalled = (
-        select(Order.id)
-        .where(Order.status.not_in([status.value for status in TERMINAL_STATUSES]))
-        .where(Order.lease_expires_at < func.now())
-        .order_by(Order.lease_expires_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+@dataclass(frozen=True)
+class Policy:
+    """How patient the reaper is."""
+
+    lease_s: float = 20.0
+    max_redeliveries: int = 5
+    reservation_ttl_s: float = 900.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Policy:
+        return cls(settings.step_lease_s, settings.max_redeliveries, settings.reservation_ttl_s)
+
+
+@dataclass
+class Sweep:
+    """What one sweep did, by order id."""
+
+    redriven: list[tuple[uuid.UUID, str]]
+    poisoned: list[tuple[uuid.UUID, str]]
+    expired: list[uuid.UUID]
+    waiting: int = 0
+
+
+def sweep(database_url: str, policy: Policy, limit: int = 500) -> Sweep:
+    """One pass: re-send the due message of stalled orders, give up on poison, cancel expired reservations."""
+    queue_ages = _queue_ages()
+    result = Sweep([], [], [])
     with unit_of_work(database_url) as session:
-        rows = session.execute(
-            update(Order)
-            .where(Order.id.in_(stalled.scalar_subquery()))
-            .values(lease_expires_at=func.now() + timedelta(seconds=lease_s), deliveries=Order.deliveries + 1)
-            .returning(Order.id, Order.status, Order.current_step)
+        expired_lease = (LIVE, Order.lease_expires_at < func.now())
+        metrics.STALLED.set(session.scalar(select(func.count()).where(*expired_lease)) or 0)
+        stalled = session.execute(
+            select(Order.id, Order.status, Order.current_step, Order.deliveries, Order.updated_at)
+            .where(*expired_lease)
+            .order_by(Order.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         ).all()
-    redriven = []
-    for order_id, status, current_step in rows:
-        actor = current_step or saga.step_due(OrderStatus(status))
-        if actor is None:
-            continue
+        now = datetime.now(UTC)
+        waiting = []
+        for order_id, status, current_step, deliveries, last_progress in stalled:
+            actor = current_step or saga.step_due(OrderStatus(status))
+            if actor is None:
+                continue
+            if deliveries >= policy.max_redeliveries:
+                result.poisoned.append((order_id, actor))
+            elif now - timedelta(seconds=queue_ages.get(saga.queue_of(actor), 0.0)) < last_progress:
+                waiting.append(order_id)  # its message is still queued behind older ones
+            else:
+                metrics.RECOVERY_SECONDS.observe((now - last_progress).total_seconds())
+                result.redriven.append((order_id, actor))
+        _extend(session, waiting, policy.lease_s, redrive=False)
+        _extend(session, [order_id for order_id, _ in result.redriven], policy.lease_s, redrive=True)
+        result.waiting = len(waiting)
+        result.expired = list(session.scalars(_expired_reservations(policy.reservation_ttl_s, limit)))
+    _act_on(result, policy)
+    return result
+
+
+def _extend(session: Session, order_ids: list[uuid.UUID], lease_s: float, *, redrive: bool) -> None:
+    """Push the leases on; a re-drive counts a delivery and doubles its lease (capped).
+
+    updated_at is kept: it is the order's last progress, which the reaper's bookkeeping is not.
+    """
+    if not order_ids:
+        return
+    deliveries = Order.deliveries + 1 if redrive else Order.deliveries
+    factor = func.least(func.power(2, deliveries), MAX_LEASE_FACTOR) if redrive else 1
+    session.execute(
+        update(Order)
+        .where(Order.id.in_(order_ids))
+        .values(
+            deliveries=deliveries,
+            lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s * factor),
+            updated_at=Order.updated_at,
+        )
+    )
+
+
+def _expired_reservations(ttl_s: float, limit: int) -> Select[tuple[uuid.UUID]]:
+    """Reserved orders whose stock has been held longer than the TTL (and whose row is not locked by a step)."""
+    held_too_long = exists().where(
+        Reservation.order_id == Order.id,
+        Reservation.status == ReservationStatus.HELD,
+        Reservation.created_at < func.now() - timedelta(seconds=ttl_s),
+    )
+    return (
+        select(Order.id)
+        .where(Order.status == OrderStatus.RESERVED, held_too_long)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Order)
+    )
+
+
+def _act_on(result: Sweep, policy: Policy) -> None:
+    """After the sweep committed: send the re-drives, then fail the poisoned and expired orders."""
+    for order_id, actor in result.redriven:
         send(actor, order_id)
         metrics.REDRIVEN.labels(actor).inc()
-        log.warning("reaper.redrive", order_id=str(order_id), step=actor, status=status)
-        redriven.append((order_id, actor))
-    return redriven
+        log.warning("reaper.redrive", order_id=str(order_id), step=actor)
+    for order_id, actor in result.poisoned:
+        error = RedeliveryLimit(f"{actor} was re-driven {policy.max_redeliveries} times without progress")
+        give_up(actor, str(order_id), error)
+        metrics.POISONED.labels(actor).inc()
+        log.error("reaper.poisoned", order_id=str(order_id), step=actor)
+    for order_id in result.expired:
+        # The charge step's own failure path: it re-checks the status under the row lock, so an order
+        # that was charged meanwhile is left alone, and a charge whose answer was lost is refunded.
+        fail_permanently("charge_payment", str(order_id), ReservationExpired("stock held past its TTL"))
+        metrics.RESERVATIONS_EXPIRED.inc()
+        log.warning("reaper.reservation_expired", order_id=str(order_id))
 
 
-def run_forever(stop: threading.Event) -> None:
+def _queue_ages() -> dict[str, float]:
+    """Age in seconds of the oldest ready message per queue; empty when Redis cannot say (then nothing waits)."""
+    try:
+        return {queue: found.oldest_age_s or 0.0 for queue, found in backlog(broker.client).items()}
+    except Exception as error:  # Redis away: the re-drives will fail and be tried at the next sweep
+        log.warning("reaper.backlog_unknown", error=str(error)[:300])
+        return {}
+
+
+def count_by_status(database_url: str) -> None:
+    """Export orders per status (a GROUP BY over an index; done every few sweeps, not every one)."""
+    with engine_for(database_url).connect() as connection:
+        counts = dict(connection.execute(select(Order.status, func.count()).group_by(Order.status)).all())
+    for status in OrderStatus:
+        metrics.ORDERS_IN_STATE.labels(status.value).set(counts.get(status.value, 0))
+
+
+def run_forever(stop: threading.Event, settings: Settings) -> None:
     """Sweep every reaper_interval_s until `stop` is set; a failed sweep is logged and tried again."""
-    settings = get_settings()
     assert settings.database_url, "DATABASE_URL must be set for the reaper"
-    log.info("reaper.started", interval_s=settings.reaper_interval_s, lease_s=settings.step_lease_s)
+    policy = Policy.of(settings)
+    log.info("reaper.started", interval_s=settings.reaper_interval_s, policy=str(policy))
+    sweeps = 0
     while not stop.wait(settings.reaper_interval_s):
         try:
-            sweep(settings.database_url, settings.step_lease_s)
+            if sweeps % 8 == 0:
+                count_by_status(settings.database_url)
+            sweeps += 1
+            sweep(settings.database_url, policy)
         except Exception as error:  # Postgres or Redis away for a while: keep sweeping, do not crash-loop
             log.warning("reaper.sweep_failed", error=str(error)[:300])
 
 
 def main() -> None:
+    settings = get_settings()
+    if settings.reaper_metrics_port:
+        start_http_server(settings.reaper_metrics_port, addr="127.0.0.1")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_forever(stop)
+    run_forever(stop, settings)
 
 
 if __name__ == "__main__":

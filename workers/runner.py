@@ -107,8 +107,12 @@ def needs_attention(undo: str, order_id: str, error: PipelineError, adapters: Ad
 
 
 def exhausted(actor: str, order_id: str, last_error: str) -> None:
-    """Dramatiq gave up retrying `actor`: a step counts as failed for good, a compensation needs a person."""
-    error = RetriesExhausted(f"{actor} kept failing: {last_error}"[:1000])
+    """Dramatiq gave up retrying `actor`."""
+    give_up(actor, order_id, RetriesExhausted(f"{actor} kept failing: {last_error}"[:1000]))
+
+
+def give_up(actor: str, order_id: str, error: PipelineError) -> None:
+    """Stop trying `actor`: a step counts as failed for good, a compensation needs a person."""
     if actor in saga.BY_NAME:
         fail_permanently(actor, order_id, error)
     else:

@@ -1,0 +1,69 @@
+"""Child processes in their own process groups, so a whole worker (main process and its forks) can be killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.config import PROJECT_ROOT
+
+
+@dataclass
+class Child:
+    """One command we run, restart and kill by name; its output goes to logs/<name>.log."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_dir: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Child:
+        with open(self.log_dir / f"{self.name}.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: no shutdown code runs, like an OOM kill or a pulled plug."""
+        self._signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+    def stop(self, grace_s: float = 20) -> int | None:
+        """SIGTERM the group and wait; SIGKILL what is left after grace_s. Returns the exit code."""
+        if not self.alive or self.process is None:
+            return None
+        self._signal(signal.SIGTERM)
+        try:
+            return self.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def _signal(self, signum: signal.Signals) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def python(*args: str) -> list[str]:
+    """argv running this venv's Python (the children must use the same installed packages)."""
+    return [sys.executable, *args]
+
+
+def venv_tool(name: str, *args: str) -> list[str]:
+    """argv running a console script of this venv (dramatiq, uvicorn)."""
+    return [str(Path(sys.executable).parent / name), *args]
