@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, Middleware
 
 from pipeline.config import get_settings
 from pipeline.logs import configure_logging
 from workers.middleware import LogContext
 
-# Worker metrics are on when the worker's metrics folder is set (the Procfile's worker line sets it).
+# Worker metrics are on when the worker's metrics folder is set (the autoscaler sets it for its workers).
 # prometheus_client picks its storage at first import, so the saga's own metrics must see the same
 # folder before pipeline.metrics is imported: that is why this runs here, before any actor module.
 METRICS_DIR = os.environ.get("dramatiq_prom_db")
@@ -26,10 +27,24 @@ def build_broker(redis_url: str) -> RedisBroker:
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(LogContext())
     if METRICS_DIR:
-        from dramatiq.middleware.prometheus import Prometheus  # reads dramatiq_prom_db at import
-
-        broker.add_middleware(Prometheus())
+        broker.add_middleware(worker_metrics())
     return broker
+
+
+def worker_metrics() -> Middleware:
+    """Dramatiq's Prometheus middleware without its exposition server.
+
+    Every `dramatiq workers` invocation would fork one on the same port; the autoscaler serves the
+    shared folder once for all of them (workers/autoscale_metrics.py).
+    """
+    from dramatiq.middleware.prometheus import Prometheus  # reads dramatiq_prom_db at import
+
+    class WorkerMetrics(Prometheus):
+        @property
+        def forks(self) -> list[Callable[[], int]]:
+            return []
+
+    return WorkerMetrics()
 
 
 def redis_url() -> str:

@@ -1,13 +1,10 @@
-"""The worker as the Procfile runs it: `dramatiq workers` in its own process, with its metrics endpoint."""
+"""The worker as the Procfile runs it: `dramatiq workers` under the autoscaler, which serves its metrics."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -16,8 +13,8 @@ import redis
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from scripts.fake_stripe import FakeStripeServer
-from scripts.localstack import free_port
 from tests.factories import make_order, make_product
+from tests.integration.test_autoscaler import autoscaler
 from tests.saga_helpers import succeeded_charges, timeline, wait_until_terminal
 from workers.dispatch import start_saga
 
@@ -26,20 +23,14 @@ StartWorker = Callable[..., str]
 
 @pytest.fixture
 def start_worker(db_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[StartWorker]:
-    """Start `dramatiq workers` (1 process x 4 threads) with extra environment; returns its metrics URL."""
-    started: list[subprocess.Popen[bytes]] = []
+    """Start one `dramatiq workers` process (x 4 threads) under the autoscaler; returns the metrics URL."""
+    with ExitStack() as running:
 
-    def start(**env: str) -> str:
-        port = free_port()
-        metrics_env = {"dramatiq_prom_db": str(tmp_path), "dramatiq_prom_port": str(port)}
-        command = [sys.executable, "-m", "dramatiq", "workers", "--processes", "1", "--threads", "4"]
-        started.append(subprocess.Popen(command, env=os.environ | metrics_env | env, start_new_session=True))
-        return f"http://127.0.0.1:{port}/metrics"
+        def start(**env: str) -> str:
+            scaler = running.enter_context(autoscaler(tmp_path, "--min", "1", "--max", "1", "--threads", "4", **env))
+            return scaler.metrics_url
 
-    yield start
-    for process in started:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+        yield start
 
 
 def scrape(url: str, *wanted: str) -> str:
@@ -68,6 +59,7 @@ def test_a_worker_process_ships_an_order_and_exports_step_and_order_metrics(
         'orderflow_orders_finished_total{status="shipped"} 1.0',
         "orderflow_order_time_to_ship_seconds_count 1.0",
         'dramatiq_messages_total{actor_name="reserve_stock",queue_name="stock"} 1.0',
+        "orderflow_workers 1.0",  # the autoscaler's own metrics on the same endpoint
     )
 
 

@@ -1,0 +1,147 @@
+"""The worker supervisor: runs `dramatiq workers` processes between --min and --max by queue backlog.
+
+`python -m workers.autoscale` is the Procfile's worker line. Every interval it restarts workers that
+died, reads the backlog, lets the policy (workers/autoscale_policy.py) decide, and starts or stops
+workers to match; it serves every worker's metrics and its own on one port (workers/autoscale_metrics.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import redis
+import structlog
+import typer
+from typer import Option
+
+from workers import autoscale_metrics as metrics
+from workers.autoscale_policy import Decision, Policy, Sample, Scaler
+from workers.autoscale_pool import WorkerPool
+from workers.backlog import backlog
+from workers.broker import redis_url
+
+log = structlog.get_logger("orderflow.autoscaler")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run the workers and where their metrics go."""
+
+    threads: int
+    interval_s: float
+    grace_s: float
+    metrics_dir: Path
+    metrics_host: str
+    metrics_port: int
+
+
+def run(policy: Policy, options: Options, stop: threading.Event) -> None:
+    """Supervise the workers until `stop` is set, then stop them all gracefully."""
+    options.metrics_dir.mkdir(parents=True, exist_ok=True)
+    metrics.forget_dead_processes(options.metrics_dir)  # left behind by an earlier run
+    server = metrics.serve(options.metrics_host, options.metrics_port, options.metrics_dir)
+    client = redis.Redis.from_url(redis_url())
+    pool = WorkerPool(options.threads, options.metrics_dir, options.grace_s)
+    scaler = Scaler(policy, policy.min_workers)
+    log.info("autoscale.started", min=policy.min_workers, max=policy.max_workers, threads=options.threads,
+             metrics_port=options.metrics_port, policy=str(policy))  # fmt: skip
+    try:
+        while True:
+            tick(pool, client, scaler, options.metrics_dir)
+            if stop.wait(options.interval_s):
+                break
+    finally:
+        log.info("autoscale.stopping", workers=len(pool.active))
+        pool.stop_all()
+        metrics.forget_dead_processes(options.metrics_dir)
+        server.shutdown()
+        client.close()
+
+
+def tick(pool: WorkerPool, client: redis.Redis, scaler: Scaler, metrics_dir: Path) -> None:
+    """One round: replace dead workers, read the backlog, decide, and bring the pool to the wanted count."""
+    for pid, code in pool.reap():
+        metrics.DECISIONS.labels("restart").inc()
+        log.warning("autoscale.restart", action="restart", pid=pid, exit_code=code, workers=scaler.workers,
+                    reason="worker exited unexpectedly")  # fmt: skip
+    pool.tend()
+    metrics.forget_dead_processes(metrics_dir)
+    sample = read_sample(client)
+    if sample is not None:
+        before = scaler.workers
+        decision = scaler.observe(sample)
+        if decision.action != "hold":
+            record(decision, before, sample)
+    while len(pool.active) < scaler.workers:
+        pool.spawn()
+    while len(pool.active) > scaler.workers:
+        pool.retire()
+    metrics.WORKERS.set(len(pool.active))
+
+
+def read_sample(client: redis.Redis) -> Sample | None:
+    """Read the backlog, export it, and turn it into the policy's sample; None while Redis is away."""
+    try:
+        queues = backlog(client)
+    except redis.RedisError as error:  # keep supervising (and restarting) workers while Redis comes back
+        log.warning("autoscale.backlog_unreadable", error=str(error)[:300])
+        return None
+    metrics.export_backlog(queues)
+    ages = [queue.oldest_age_s for queue in queues.values() if queue.oldest_age_s is not None]
+    waiting = sum(queue.ready + queue.in_flight for queue in queues.values())
+    return Sample(time.monotonic(), waiting, max(ages, default=None))
+
+
+def record(decision: Decision, before: int, sample: Sample) -> None:
+    metrics.DECISIONS.labels(decision.action).inc()
+    log.info(f"autoscale.{decision.action}", action=decision.action, workers_from=before,
+             workers_to=decision.desired, reason=decision.reason, waiting=sample.waiting,
+             oldest_age_s=sample.oldest_age_s)  # fmt: skip
+
+
+MAX_HELP = "Most workers (unset: max(4, min))."
+UP_HELP = "Messages ready or in flight per worker above which one more starts."
+DOWN_HELP = "Messages per worker, counted with one worker fewer, below which one stops."
+AGE_HELP = "Seconds the oldest ready message may wait before one more starts."
+
+
+def main(
+    min_workers: Annotated[int, Option("--min", envvar="AUTOSCALE_MIN", help="Fewest workers.")] = 1,
+    max_workers: Annotated[int | None, Option("--max", envvar="AUTOSCALE_MAX", help=MAX_HELP)] = None,
+    threads: Annotated[int, Option(envvar="WORKER_THREADS", help="Threads per worker process.")] = 8,
+    interval_s: Annotated[float, Option("--interval", envvar="AUTOSCALE_INTERVAL_S")] = 1.0,
+    cooldown_s: Annotated[float, Option("--cooldown", envvar="AUTOSCALE_COOLDOWN_S")] = 30.0,
+    up_backlog: Annotated[float, Option(envvar="AUTOSCALE_UP_BACKLOG", help=UP_HELP)] = 16.0,
+    down_backlog: Annotated[float, Option(envvar="AUTOSCALE_DOWN_BACKLOG", help=DOWN_HELP)] = 4.0,
+    up_age_s: Annotated[float, Option("--up-age", envvar="AUTOSCALE_UP_AGE_S", help=AGE_HELP)] = 10.0,
+    sustain_up_s: Annotated[float, Option("--sustain-up", envvar="AUTOSCALE_SUSTAIN_UP_S")] = 5.0,
+    sustain_down_s: Annotated[float, Option("--sustain-down", envvar="AUTOSCALE_SUSTAIN_DOWN_S")] = 30.0,
+    grace_s: Annotated[float, Option("--grace", envvar="AUTOSCALE_GRACE_S", help="SIGTERM to SIGKILL.")] = 30.0,
+    metrics_dir: Annotated[Path, Option(envvar="WORKER_METRICS_DIR")] = Path("/tmp/orderflow-worker-metrics"),
+    metrics_host: Annotated[str, Option(envvar="WORKER_METRICS_HOST")] = "0.0.0.0",
+    metrics_port: Annotated[int, Option(envvar="WORKER_METRICS_PORT")] = 9191,
+) -> None:
+    """Run worker processes between --min and --max, scaled by the saga queues' backlog."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        raise typer.BadParameter("run the autoscaler without PROMETHEUS_MULTIPROC_DIR/dramatiq_prom_db; "
+                                 "give the workers' folder as --metrics-dir")  # fmt: skip
+    try:
+        policy = Policy(min_workers, max_workers or max(4, min_workers), up_backlog, down_backlog, up_age_s,
+                        sustain_up_s, sustain_down_s, cooldown_s)  # fmt: skip
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    options = Options(threads, interval_s, grace_s, metrics_dir, metrics_host, metrics_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run(policy, options, stop)
+
+
+if __name__ == "__main__":
+    typer.run(main)
