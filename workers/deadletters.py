@@ -1,24 +1,18 @@
-"""Dead-lettered messages: what Dramatiq gave up on, by queue with order ids, and the way to re-drive them.
+"""Dead-lettered messages: what Dramatiq gave up on, by queue with order ids.
 
 Dramatiq's Redis broker keeps them in `<namespace>:<queue>.XQ` (a sorted set by time) with their
-bodies in `<namespace>:<queue>.XQ.msgs`. Re-driving does not replay the stale message: it
-re-sends the order's due actor from its recorded state, the same safe path the reaper uses.
+bodies in `<namespace>:<queue>.XQ.msgs`. Re-driving (`workers.operations.requeue`) does not replay
+the stale message: it re-sends the order's due actor from its recorded state, like `retry`.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import dramatiq
 import redis
 
-from models.db import unit_of_work
-from models.orders import Order
-from models.status import OrderStatus
 from pipeline import saga
-from pipeline.states import is_terminal
-from workers.dispatch import send
 
 QUEUES = sorted({step.queue for step in saga.STEPS} | {"orders"})
 
@@ -54,20 +48,6 @@ def forget(client: redis.Redis, letter: DeadLetter, namespace: str = "orderflow"
     key = f"{namespace}:{letter.queue}.XQ"
     client.zrem(key, letter.message_id)
     client.hdel(f"{key}.msgs", letter.message_id)
-
-
-def redrive(database_url: str, client: redis.Redis, letter: DeadLetter) -> str | None:
-    """Send the order's due actor from its recorded state, then drop the letter; returns the actor sent."""
-    actor = None
-    if letter.order_id:
-        with unit_of_work(database_url) as session:
-            order = session.get(Order, uuid.UUID(letter.order_id))
-            if order is not None and not is_terminal(order.status):
-                actor = order.current_step or saga.step_due(OrderStatus(order.status))
-    if actor and letter.order_id:
-        send(actor, letter.order_id)
-    forget(client, letter)
-    return actor
 
 
 def _order_of(message: dramatiq.Message[object]) -> str | None:

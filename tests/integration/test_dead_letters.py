@@ -12,8 +12,9 @@ from tenacity import Retrying, stop_after_delay, wait_fixed
 from scripts.fake_stripe import FakeStripeServer
 from tests.factories import make_order, make_product
 from tests.saga_helpers import wait_until_terminal
-from workers.deadletters import DeadLetter, dead_letters, redrive
+from workers.deadletters import DeadLetter, dead_letters
 from workers.dispatch import send
+from workers.operations import requeue
 
 
 def wait_for_dead_letters(client: redis.Redis, n: int) -> list[DeadLetter]:
@@ -45,7 +46,9 @@ def test_redriving_a_dead_letter_resumes_the_order_from_its_recorded_state(
     # The same letter, pointing at a real order whose first message was lost.
     letter = dataclasses.replace(letter, order_id=str(order_id))
 
-    assert redrive(db_url, redis_client, letter) == "reserve_stock"
+    change = requeue(db_url, redis_client, letter, dry_run=False, note="test")
+
+    assert (change.ok, change.detail) == (True, "sent reserve_stock")
 
     assert wait_until_terminal(db_url, [order_id])[order_id].status == "shipped"
     assert dead_letters(redis_client) == []
