@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Stock held this long by an order that has not been charged is released through compensation.
     reservation_ttl_s: float = 900.0
     reaper_metrics_port: int = 9192
+    # Where metrics endpoints listen: loopback for the local stack, 0.0.0.0 in a container.
+    metrics_host: str = "127.0.0.1"
 
     # Intake limits.
     rate_limit_per_s: float = 50.0

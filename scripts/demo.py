@@ -37,7 +37,7 @@ TERMINAL = ("shipped", "cancelled", "needs_attention")
 @contextmanager
 def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) -> Iterator[str]:
     """Run the Procfile (API, workers, reaper, loopback Stripe) under honcho; yields the API's URL."""
-    api_port, stripe_port, metrics_port = free_port(), free_port(), free_port()
+    api_port, stripe_port, metrics_port, reaper_port = free_port(), free_port(), free_port(), free_port()
     metrics_dir = log_path.parent / "worker-metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)  # multiprocess files of an earlier run would add up
     metrics_dir.mkdir()
@@ -47,6 +47,7 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
         "STRIPE_API_KEY": LOCAL_STRIPE_KEY, "STRIPE_TIMEOUT_S": "2", "WORKER_PROCESSES": str(processes),
         "WORKER_THREADS": str(threads), "STEP_LEASE_S": "15", "REAPER_INTERVAL_S": "2",
         "WORKER_METRICS_DIR": str(metrics_dir), "WORKER_METRICS_PORT": str(metrics_port),
+        "REAPER_METRICS_PORT": str(reaper_port),
         # Faults a real shop meets: a flaky payment provider and notifier.
         "FAKE_STRIPE_ERROR_RATE": "0.04", "FAKE_STRIPE_RATE_LIMIT_RATE": "0.02", "FAKE_STRIPE_TIMEOUT_RATE": "0.01",
         "FAKE_STRIPE_TIMEOUT_DELAY_S": "3", "NOTIFY_FAULT_RATE": "0.03",
@@ -62,7 +63,10 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
         try:
             api = f"http://127.0.0.1:{api_port}"
             _wait_ready(f"{api}/readyz", process, log_path)
-            console.print(f"metrics: API {api}/metrics, workers http://127.0.0.1:{metrics_port}/metrics")
+            console.print(
+                f"metrics: API {api}/metrics, workers http://127.0.0.1:{metrics_port}/metrics,"
+                f" reaper http://127.0.0.1:{reaper_port}/metrics"
+            )
             yield api
         finally:
             _stop(process)

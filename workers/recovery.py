@@ -188,7 +188,10 @@ def run_forever(stop: threading.Event, settings: Settings) -> None:
 def main() -> None:
     settings = get_settings()
     if settings.reaper_metrics_port:
-        start_http_server(settings.reaper_metrics_port, addr="127.0.0.1")
+        try:
+            start_http_server(settings.reaper_metrics_port, addr=settings.metrics_host)
+        except OSError as error:  # a taken port costs the metrics, not the recovery of orders
+            log.error("reaper.metrics_unavailable", port=settings.reaper_metrics_port, error=str(error))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
