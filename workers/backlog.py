@@ -83,5 +83,5 @@ def _age_s(body: bytes | None, now_ms: float) -> float | None:
         message = dramatiq.Message.decode(body)
     except DecodeError:  # not ours to judge here; the worker that fetches it will dead-letter it
         return None
-    ready_since_ms = max(message.message_timestamp, message.options.get("eta", 0))
+    ready_since_ms = max(int(message.message_timestamp), int(message.options.get("eta", 0)))
     return max(0.0, (now_ms - ready_since_ms) / 1000)
