@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 from rich.console import Console
@@ -23,14 +19,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import text
 
-from models.db import engine_for, unit_of_work
-from models.inventory import Product
+from models.db import engine_for
 from pipeline.config import LOCAL_STRIPE_KEY, PROJECT_ROOT
+from scripts.demo_orders import place_orders, seed_catalogue
 from scripts.localstack import Stack, free_port
 
 console = Console()
-ADDRESS = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "US"}
-NOWHERE = ADDRESS | {"country": "ZZ"}
 TERMINAL = ("shipped", "cancelled", "needs_attention")
 
 
@@ -95,52 +89,6 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, seco
             pass
         time.sleep(0.3)
     raise RuntimeError(f"the API did not become ready in {seconds:.0f} s; see {log_path}")
-
-
-def seed_catalogue(database_url: str) -> list[dict[str, Any]]:
-    """Four well-stocked products and one limited edition that sells out during the demo."""
-    stocks = {"Mug": 100_000, "Tee": 100_000, "Cap": 100_000, "Poster": 100_000, "Limited print": 15}
-    with unit_of_work(database_url) as session:
-        products = [
-            Product(sku=f"demo-{uuid.uuid4().hex[:8]}", name=name, price_cents=random.randint(500, 5000),
-                    total=stock, available=stock, reserved=0, shipped=0)
-            for name, stock in stocks.items()
-        ]  # fmt: skip
-        session.add_all(products)
-        session.flush()
-        return [{"id": str(p.id), "name": p.name, "price": p.price_cents} for p in products]
-
-
-def demo_order(index: int, catalogue: list[dict[str, Any]]) -> dict[str, Any]:
-    """A mix that mostly succeeds, and sometimes is declined, sells out, or cannot be shipped."""
-    lines = random.sample(catalogue[:4], k=random.randint(1, 2))
-    if index % 8 == 3:
-        lines.append(catalogue[4])
-    declines = {0: "pm_card_chargeDeclined", 10: "pm_card_chargeDeclinedInsufficientFunds"}
-    method = declines.get(index % 20, "pm_card_visa")
-    return {
-        "userId": f"demo-user-{index % 50}",
-        "items": [{"productId": p["id"], "quantity": random.randint(1, 3), "price": p["price"]} for p in lines],
-        "shippingAddress": NOWHERE if index % 25 == 7 else ADDRESS,
-        "paymentMethodId": method,
-        "currency": "USD",
-    }
-
-
-def place_orders(api: str, token: str, catalogue: list[dict[str, Any]], count: int, rate: float) -> list[str]:
-    """POST `count` orders at about `rate` per second from 8 client threads; returns the order ids."""
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=api, headers=headers, timeout=10) as client, ThreadPoolExecutor(8) as pool:
-
-        def place(index: int) -> str:
-            time.sleep(max(0.0, started + index / rate - time.monotonic()))
-            body = demo_order(index, catalogue)
-            response = client.post("/v1/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
-            response.raise_for_status()
-            return str(response.json()["id"])
-
-        started = time.monotonic()
-        return list(pool.map(place, range(count)))
 
 
 def watch(database_url: str, order_ids: list[str], timeout_s: float) -> Counter[str]:

@@ -1,4 +1,4 @@
-"""Operator actions behind `orderctl`: read an order's story, find stuck ones, re-drive, compensate, drain dead letters.
+"""Operator actions behind `orderctl`: re-drive, compensate, drain dead letters (the read side is `order_views`).
 
 Every change locks the order row and re-checks its status, like a step does, so it is safe while
 workers run; it commits first and sends after. Each one is noted in the order's timeline.
@@ -9,17 +9,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from models.db import engine_for, unit_of_work
+from models.db import unit_of_work
 from models.orders import Order
 from models.payments import Payment
 from models.saga import SagaStep
-from models.status import TERMINAL_STATUSES, OrderStatus, StepKind, StepOutcome
+from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import saga
 from pipeline.config import get_settings
 from pipeline.errors import OrderAlreadyShipped
@@ -29,7 +28,6 @@ from workers.deadletters import DeadLetter, forget
 from workers.dispatch import cancel_order, send
 
 CANCEL_REASON = "CANCELLED_BY_OPERATOR"
-TERMINAL = [status.value for status in OrderStatus if status in TERMINAL_STATUSES]
 
 
 @dataclass(frozen=True)
@@ -41,66 +39,6 @@ class Change:
     ok: bool
     detail: str
     message_id: str | None = None
-
-
-def missing(database_url: str, order_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    """The ids that name no order."""
-    with unit_of_work(database_url) as session:
-        found = set(session.scalars(select(Order.id).where(Order.id.in_(order_ids))))
-    return [order_id for order_id in order_ids if order_id not in found]
-
-
-def order_story(database_url: str, order_id: uuid.UUID) -> dict[str, Any] | None:
-    """The order, its lines, its payment and its timeline as plain data (None for an unknown id)."""
-    with unit_of_work(database_url) as session:
-        order = session.get(Order, order_id)
-        if order is None:
-            return None
-        payment = session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
-        steps = session.scalars(
-            select(SagaStep).where(SagaStep.order_id == order_id).order_by(SagaStep.started_at, SagaStep.finished_at)
-        ).all()
-        return {
-            "order": _plain(order, exclude={"lines"}),
-            "lines": [_plain(line, exclude={"order", "order_id"}) for line in order.lines],
-            "payment": _plain(payment) if payment else None,
-            "timeline": [_plain(step, exclude={"order_id"}) for step in steps],
-        }
-
-
-STUCK = text("""
-    SELECT o.id, o.status, COALESCE(o.current_step, '') AS step, o.deliveries,
-           extract(epoch FROM now() - o.created_at) AS age_s,
-           extract(epoch FROM now() - COALESCE(p.at, o.created_at)) AS idle_s,
-           extract(epoch FROM o.lease_expires_at - now()) AS lease_left_s,
-           COALESCE(e.error, o.last_error) AS last_error
-    FROM orders o
-    -- Progress is a step or compensation that went through; retries and operator pokes are not.
-    LEFT JOIN LATERAL (SELECT max(finished_at) AS at FROM saga_steps
-                       WHERE order_id = o.id AND outcome = 'succeeded' AND kind <> 'operator') p ON true
-    LEFT JOIN LATERAL (SELECT concat_ws(': ', error_code, error_message) AS error FROM saga_steps
-                       WHERE order_id = o.id AND outcome IN ('retrying', 'failed')
-                       ORDER BY started_at DESC LIMIT 1) e ON true
-    WHERE o.status = 'needs_attention'
-       OR (o.status NOT IN ('shipped', 'cancelled', 'needs_attention')
-           AND (o.lease_expires_at < now() OR COALESCE(p.at, o.created_at) < now() - make_interval(secs => :idle_s)))
-    ORDER BY o.created_at LIMIT :limit
-""")
-
-
-def stuck(database_url: str, older_than_s: float, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
-    """Live orders not moving (lease run out, or no progress for older_than_s), and those needing a person."""
-    with engine_for(database_url).connect() as connection:
-        rows = [dict(row._mapping) for row in connection.execute(STUCK, {"idle_s": older_than_s, "limit": limit})]
-    for row in rows:
-        row["id"] = str(row["id"])
-        row["step"] = row["step"] or saga.step_due(OrderStatus(row["status"]))
-        for key in ("age_s", "idle_s", "lease_left_s"):
-            row[key] = None if row[key] is None else round(float(row[key]), 1)
-    return {
-        "stuck": [row for row in rows if row["status"] != OrderStatus.NEEDS_ATTENTION],
-        "needs_attention": [row for row in rows if row["status"] == OrderStatus.NEEDS_ATTENTION],
-    }
 
 
 def retry(database_url: str, order_id: uuid.UUID, *, dry_run: bool, note: str, action: str = "retry") -> Change:
@@ -197,33 +135,6 @@ def purge(database_url: str, client: redis.Redis, letter: DeadLetter, *, dry_run
     return Change(letter.order_id, "purge", True, detail, letter.message_id)
 
 
-def order_counts(database_url: str) -> dict[str, int]:
-    """Orders per status, every status listed."""
-    with engine_for(database_url).connect() as connection:
-        counts = dict(connection.execute(select(Order.status, func.count()).group_by(Order.status)).all())
-    return {status.value: counts.get(status.value, 0) for status in OrderStatus}
-
-
-THROUGHPUT = text("""
-    SELECT m.minute, o.status, count(o.id) AS n
-    FROM generate_series(date_trunc('minute', now()) - make_interval(mins => :minutes - 1),
-                         date_trunc('minute', now()), interval '1 minute') AS m(minute)
-    LEFT JOIN orders o ON o.status = ANY(:terminal) AND date_trunc('minute', o.updated_at) = m.minute
-    GROUP BY m.minute, o.status ORDER BY m.minute
-""")
-
-
-def throughput(database_url: str, minutes: int) -> list[dict[str, Any]]:
-    """Orders reaching each terminal status per minute, oldest minute first (a terminal order is not updated again)."""
-    per_minute: dict[datetime, dict[str, Any]] = {}
-    with engine_for(database_url).connect() as connection:
-        for minute, status, n in connection.execute(THROUGHPUT, {"minutes": minutes, "terminal": TERMINAL}):
-            row = per_minute.setdefault(minute, {"minute": minute.isoformat(), **dict.fromkeys(TERMINAL, 0)})
-            if status:
-                row[status] = n
-    return list(per_minute.values())
-
-
 def _due_actor(database_url: str, order_id: str) -> str | None:
     """The actor a live order waits for; None for a finished or unknown order."""
     with unit_of_work(database_url) as session:
@@ -247,17 +158,3 @@ def _known_id(value: str | None) -> str | None:
         return str(uuid.UUID(value)) if value else None
     except ValueError:
         return None
-
-
-def _plain(row: object, exclude: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
-    """A table row's columns as JSON-ready values."""
-    columns = row.__table__.columns.keys()  # type: ignore[attr-defined]
-    return {name: _json_value(getattr(row, name)) for name in columns if name not in exclude}
-
-
-def _json_value(value: object) -> object:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value

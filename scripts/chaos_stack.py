@@ -1,0 +1,71 @@
+"""The processes of one chaos run (loopback Stripe, API, reaper, workers), each in its own process group."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from pipeline.config import LOCAL_STRIPE_KEY
+from scripts import localstack
+from scripts.processes import Child, python, venv_tool
+
+
+class ChaosStack:
+    """The processes of one chaos run, each in its own process group."""
+
+    def __init__(self, root: Path, servers: localstack.Stack, lease_s: float, workers: int, threads: int) -> None:
+        self.root, self.servers, self.lease_s = root, servers, lease_s
+        self.api_url = f"http://127.0.0.1:{localstack.free_port()}"
+        self.stripe_url = f"http://127.0.0.1:{localstack.free_port()}"
+        logs = root / "logs"
+        logs.mkdir(exist_ok=True)
+        env = self._env()
+        api_port, stripe_port = self.api_url.rsplit(":", 1)[1], self.stripe_url.rsplit(":", 1)[1]
+        self.stripe = Child("stripe", python("-m", "scripts.fake_stripe", "--port", stripe_port), env, logs)
+        web = ["api.app:create_app", "--factory", "--port", api_port, "--log-level", "warning"]
+        self.api = Child("api", venv_tool("uvicorn", *web), env, logs)
+        self.reaper = Child("reaper", python("-m", "workers.recovery"), env, logs)
+        dramatiq = venv_tool("dramatiq", "workers", "--processes", "1", "--threads", str(threads))
+        self.workers = [Child(f"worker-{n}", dramatiq, env, logs) for n in range(workers)]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")}
+        return env | {
+            "DATABASE_URL": self.servers.database_url, "REDIS_URL": self.servers.redis_url,
+            "STACK_DIR": str(self.root), "STRIPE_API_BASE": self.stripe_url, "STRIPE_API_KEY": LOCAL_STRIPE_KEY,
+            "STRIPE_TIMEOUT_S": "2", "STEP_LEASE_S": str(self.lease_s), "REAPER_INTERVAL_S": "1",
+            "REAPER_METRICS_PORT": str(localstack.free_port()), "RATE_LIMIT_PER_S": "100000",
+            "RATE_LIMIT_BURST": "100000", "LOG_FORMAT": "json",
+            # A flaky provider on top of the crashes: errors, rate limits, and answers lost in a timeout.
+            "FAKE_STRIPE_ERROR_RATE": "0.02", "FAKE_STRIPE_RATE_LIMIT_RATE": "0.01",
+            "FAKE_STRIPE_TIMEOUT_RATE": "0.01", "FAKE_STRIPE_TIMEOUT_DELAY_S": "3",
+        }  # fmt: skip
+
+    def start(self) -> None:
+        for child in (self.stripe, self.api, self.reaper, *self.workers):
+            child.start()
+        _wait_until(lambda: _answers(f"{self.api_url}/readyz"), "the API did not become ready", 60)
+        _wait_until(lambda: _answers(f"{self.stripe_url}/_control/faults"), "the Stripe server did not start", 30)
+
+    def stop(self) -> None:
+        for child in (*self.workers, self.reaper, self.api, self.stripe):
+            child.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_until(ready: Callable[[], bool], failure: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(0.3)

@@ -1,0 +1,46 @@
+"""What the operator types: the options the commands share, and checks that run before anything changes."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from scripts.orderctl.output import CliError
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts, and nothing else, on stdout.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would change, and change nothing.")]
+Rate = Annotated[float, typer.Option("--rate", min=0.1, help="At most this many actions per second.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why; recorded in each order's timeline.")]
+OlderThan = Annotated[str, typer.Option("--older-than", help="No progress for this long counts as stuck: 90s, 5m, 2h.")]
+
+
+def order_ids(values: Sequence[str]) -> list[uuid.UUID]:
+    """Parse every id before anything runs: one typo fails the whole command, not half of it."""
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(uuid.UUID(value))
+        except ValueError:
+            raise CliError(f"not an order id: {value!r}") from None
+    return list(dict.fromkeys(parsed))
+
+
+def seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip())
+    if match is None:
+        raise typer.BadParameter(f"{value!r} is not a duration like 90s, 5m or 2h", param_hint="--older-than")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def note(reason: str) -> str:
+    """Who did it and why, for the order's timeline."""
+    try:
+        operator = getpass.getuser()
+    except (OSError, KeyError):  # no login name in a bare container
+        operator = "unknown"
+    return f"operator={operator} reason={reason!r}"

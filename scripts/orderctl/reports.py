@@ -1,0 +1,81 @@
+"""Commands that report on the whole system: stats (orders, queues, throughput) and audit (the ledgers)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import redis
+import typer
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from models.db import mask_password
+from pipeline.config import Settings, get_settings
+from scripts.orderctl.options import AsJson
+from scripts.orderctl.output import CliError, console, emit_json, table
+from scripts.orderctl.servers import connect, stack
+
+
+def stats(
+    minutes: Annotated[int, typer.Option(min=1, max=1440, help="Throughput over this many minutes.")] = 10,
+    as_json: AsJson = False,
+) -> None:
+    """Orders per state, queue depths, and orders reaching a terminal state per minute."""
+    servers = connect()
+    from workers.backlog import backlog
+    from workers.order_views import TERMINAL, order_counts, throughput
+
+    with redis.Redis.from_url(servers.redis_url) as client:
+        queues = {name: asdict(depth) for name, depth in backlog(client).items()}
+    counts, per_minute = order_counts(servers.database_url), throughput(servers.database_url, minutes)
+    finished = sum(row[status] for row in per_minute for status in TERMINAL)
+    rate = {"minutes": minutes, "terminal_per_minute": round(finished / minutes, 2), "per_minute": per_minute}
+    if as_json:
+        return emit_json({"orders": counts, "queues": queues, "throughput": rate})
+    console.print(table("orders", [{"status": k, "orders": v} for k, v in counts.items()], ["status", "orders"]))
+    columns = ["queue", "ready", "delayed", "in_flight", "dead", "oldest_age_s"]
+    console.print(table("queues", list(queues.values()), columns))
+    title = f"reaching a terminal state per minute (avg {rate['terminal_per_minute']}/min over {minutes} min)"
+    console.print(table(title, per_minute, ["minute", *TERMINAL]))
+
+
+def audit(
+    database_url: Annotated[str | None, typer.Option("--database-url", help="Default: DATABASE_URL.")] = None,
+    stripe_url: Annotated[str | None, typer.Option("--stripe-url", help="Loopback Stripe: add its checks.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Check the ledgers (stock, money, deliveries), optionally against the provider's; exit 1 on any violation."""
+    from pipeline.audit import audit as run_audit
+
+    url = Settings(database_url=database_url).database_url if database_url else None
+    url = url or get_settings().database_url or stack().database_url
+    ledger = stripe_ledger(stripe_url) if stripe_url else None
+    try:
+        found = run_audit(url, ledger)
+    except (DBAPIError, ArgumentError) as error:
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        raise CliError(f"cannot audit {mask_password(url)}: {str(cause).strip().splitlines()[0]}") from None
+    checks = [{"check": name, "count": len(ids), "ids": ids[:20]} for name, ids in found.items()]
+    failed = sum(1 for check in checks if check["count"])
+    if as_json:
+        emit_json({"ok": not failed, "database": mask_password(url), "provider": ledger is not None, "checks": checks})
+    else:
+        console.print(table(f"audit of {mask_password(url)}", checks, ["check", "count", "ids"]))
+        console.print(
+            f"[red]{failed} checks failed[/red]" if failed else f"[green]all {len(checks)} checks pass[/green]"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+def stripe_ledger(url: str) -> list[dict[str, Any]]:
+    """The loopback Stripe server's own record of every PaymentIntent (its /_control/ledger)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/_control/ledger", timeout=5) as response:
+            found: list[dict[str, Any]] = json.loads(response.read())
+            return found
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise CliError(f"cannot read the Stripe ledger at {mask_password(url)}: {error}") from None
