@@ -33,13 +33,13 @@ def dead_letters(client: redis.Redis, namespace: str = "orderflow") -> list[Dead
     found = []
     for queue in QUEUES:
         key = f"{namespace}:{queue}.XQ"
-        for raw_id, score in client.zrange(key, 0, -1, withscores=True):
+        entries: list[tuple[bytes, float]] = client.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]
+        for raw_id, score in entries:
             body = client.hget(f"{key}.msgs", raw_id)
-            if body is None:
+            if not isinstance(body, bytes):
                 continue
             message = dramatiq.Message.decode(body)
-            order_id = _order_of(message)
-            found.append(DeadLetter(queue, raw_id.decode(), message.actor_name, order_id, int(score)))
+            found.append(DeadLetter(queue, raw_id.decode(), message.actor_name, _order_of(message), int(score)))
     return sorted(found, key=lambda letter: letter.failed_at_ms)
 
 

@@ -118,7 +118,7 @@ def _extend(session: Session, order_ids: list[uuid.UUID], lease_s: float, *, red
     )
 
 
-def _expired_reservations(ttl_s: float, limit: int) -> Select[tuple[uuid.UUID]]:
+def _expired_reservations(ttl_s: float, limit: int) -> Select[uuid.UUID]:
     """Reserved orders whose stock has been held longer than the TTL (and whose row is not locked by a step)."""
     held_too_long = exists().where(
         Reservation.order_id == Order.id,
