@@ -15,12 +15,19 @@ _engines_lock = threading.Lock()
 
 
 def engine_for(url: str, pool_size: int = 10) -> Engine:
-    """One pooled engine per URL and process; pre-ping so a restarted Postgres costs one retry, not a crash."""
+    """One pooled engine per URL and process.
+
+    No pre-ping: it doubled the round trips of every step. After a Postgres restart the first
+    statement on a stale connection fails, SQLAlchemy drops the whole pool, and the step is
+    retried like any transient failure (the chaos harness proves it). connect_timeout keeps a
+    dead host from hanging a request or a health check.
+    """
     with _engines_lock:
         if (url, pool_size) not in _engines:
             _engines[url, pool_size] = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
-            )
+                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+                connect_args={"connect_timeout": 5},
+            )  # fmt: skip
         return _engines[url, pool_size]
 
 

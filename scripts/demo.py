@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from models.db import engine_for
 from pipeline.config import LOCAL_STRIPE_KEY, PROJECT_ROOT
@@ -98,9 +99,13 @@ def watch(database_url: str, order_ids: list[str], timeout_s: float) -> Counter[
     deadline = time.monotonic() + timeout_s
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("orders terminal", total=len(order_ids))
+        statuses: Counter[str] = Counter()
         while True:
-            with engine_for(database_url).connect() as connection:
-                statuses = Counter({row[0]: row[1] for row in connection.execute(query, {"ids": order_ids})})
+            try:
+                with engine_for(database_url).connect() as connection:
+                    statuses = Counter({row[0]: row[1] for row in connection.execute(query, {"ids": order_ids})})
+            except OperationalError:  # Postgres restarting (the chaos harness does that): poll again
+                pass
             done = sum(statuses[s] for s in TERMINAL)
             live = ", ".join(f"{s} {n}" for s, n in sorted(statuses.items()) if s not in TERMINAL) or "none in flight"
             progress.update(task, completed=done, description=f"orders terminal ({live})")
