@@ -69,7 +69,6 @@ class Settings(BaseSettings):
 
     worker_processes: int = 2
     worker_threads: int = 8
-    db_pool_size: int = 10
 
     @field_validator("database_url", "redis_url", "stripe_api_base", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ def refund_key(order: Order) -> str:
 def open_charge(database_url: str, order: Order) -> tuple[Payment, bool]:
     """The order's payment row, created as `started` if new; returns (row, created_now)."""
     with unit_of_work(database_url) as session:
-        created = session.execute(
+        created = session.scalars(
             insert(Payment)
             .values(
                 order_id=order.id,
@@ -36,10 +36,11 @@ def open_charge(database_url: str, order: Order) -> tuple[Payment, bool]:
                 status=PaymentStatus.STARTED.value,
             )  # fmt: skip
             .on_conflict_do_nothing(index_elements=["order_id"])
-            .returning(Payment.id)
+            .returning(Payment)
         ).first()
-        payment = session.scalars(select(Payment).where(Payment.order_id == order.id)).one()
-    return payment, created is not None
+        if created is not None:  # the common case: one statement, no read-back
+            return created, True
+        return session.scalars(select(Payment).where(Payment.order_id == order.id)).one(), False
 
 
 def mark(database_url: str, payment: Payment, status: PaymentStatus, error: str | None = None) -> None:

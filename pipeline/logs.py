@@ -29,6 +29,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The stripe SDK logs two INFO lines per request; our own step logs already say what happened.
+    logging.getLogger("stripe").setLevel(max(logging.getLevelName(level), logging.WARNING))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
