@@ -21,13 +21,17 @@ def lock_order(session: Session, order_id: uuid.UUID | str) -> Order:
     NO KEY UPDATE lets side transactions insert rows that reference the order (the payment ledger)
     while the step holds the lock.
     """
-    order = session.scalars(
-        select(Order)
-        .where(Order.id == _as_uuid(order_id))
-        .with_for_update(key_share=True, of=Order)
-        # Lines come in the same round trip (a join on a handful of rows is cheaper than a second query).
-        .options(joinedload(Order.lines))
-    ).unique().one_or_none()
+    order = (
+        session.scalars(
+            select(Order)
+            .where(Order.id == _as_uuid(order_id))
+            .with_for_update(key_share=True, of=Order)
+            # Lines come in the same round trip (a join on a handful of rows is cheaper than a second query).
+            .options(joinedload(Order.lines))
+        )
+        .unique()
+        .one_or_none()
+    )
     if order is None:
         raise OrderNotFound(f"no order {order_id}")
     return order

@@ -8,7 +8,7 @@ import redis
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from scripts import chaos, localstack
+from scripts import bench, chaos, localstack
 from scripts.orderctl.dlq import dlq_app
 from scripts.orderctl.orders import compensate, retry, show, stuck
 from scripts.orderctl.output import CliError
@@ -25,6 +25,7 @@ app.command("cancel", help="Alias of `compensate`.")(compensate)
 app.command()(stats)
 app.command()(audit)
 app.command("chaos")(chaos.command)
+app.command("bench")(bench.command)
 app.add_typer(dlq_app, name="dlq")
 
 

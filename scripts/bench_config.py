@@ -1,0 +1,30 @@
+"""What a bench run is asked to do: `BenchConfig`, the one argument of `scripts.bench.run`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import PROJECT_ROOT
+
+DEFAULT_JSON = PROJECT_ROOT / ".localstack" / "bench.json"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to run; `run(BenchConfig(...))` is the whole benchmark."""
+
+    orders: int = 2000
+    processes: int = 2
+    threads: int = 8
+    repeat: int = 3
+    warmup: int = 200
+    products: int = 100
+    intake_seconds: float = 10.0
+    intake_concurrency: int = 16
+    intake_rate: float = 200.0
+    database_url: str | None = None
+    redis_url: str | None = None
+    json_out: Path = DEFAULT_JSON
+    log_dir: Path = PROJECT_ROOT / ".localstack" / "bench-logs"
+    phases: tuple[str, ...] = ("baseline", "orderflow", "intake")

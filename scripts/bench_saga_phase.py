@@ -1,0 +1,123 @@
+"""The two chains' phases: the bare Dramatiq chain (baseline) and the real saga (orderflow), timed to terminal."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import ExitStack
+from subprocess import Popen
+from typing import Any
+
+import psycopg
+from dramatiq.brokers.redis import RedisBroker
+
+from pipeline import saga
+from pipeline.config import LOCAL_STRIPE_KEY
+from scripts import bench_chain, localstack
+from scripts.bench_config import BenchConfig
+from scripts.bench_database import Target, flush_redis, fresh_orders
+from scripts.bench_meter import Meter, counters_delta, cpu_delta, per_order, quiet_counters
+from scripts.bench_processes import clean_env, dramatiq_workers, fake_stripe, wait_for_workers
+
+TERMINAL = ("shipped", "cancelled", "needs_attention")
+
+
+def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -> dict[str, Any]:
+    """One repetition of a chain: fresh orders and processes, warm-up, then N orders timed to terminal."""
+    warm_ids, ids = fresh_orders(target, config.warmup, config.orders, tag=f"{phase}-{repetition}")
+    stats_before = quiet_counters(target)
+    namespace, (actor, queue) = _first_step(phase)
+    with ExitStack() as stack:
+        meter = stack.enter_context(Meter(target.libpq("postgres"), target.dbname, target.redis_url))
+        env = clean_env() | {"DATABASE_URL": target.database_url, "REDIS_URL": target.redis_url}
+        if phase == "orderflow":
+            stripe = stack.enter_context(fake_stripe(target.log_dir, f"stripe-{repetition}"))
+            meter.watch("stripe", stripe[1])
+            metrics_dir = target.log_dir / f"worker-metrics-{repetition}"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir()
+            env |= {"STRIPE_API_BASE": stripe[0], "STRIPE_API_KEY": LOCAL_STRIPE_KEY, "NOTIFY_FAULT_RATE": "0",
+                    "SHIP_FAULT_RATE": "0", "dramatiq_prom_db": str(metrics_dir),
+                    "dramatiq_prom_port": str(localstack.free_port())}  # fmt: skip
+            module = "workers"
+        else:
+            env |= {"BENCH_POOL_SIZE": str(config.threads)}
+            module = "scripts.bench_chain:setup"
+        log_name = f"{phase}-workers-{repetition}"
+        workers = stack.enter_context(
+            dramatiq_workers(module, config.processes, config.threads, env, target.log_dir, log_name)
+        )
+        meter.watch("workers", workers)
+        broker = RedisBroker(url=target.redis_url, namespace=namespace)  # type: ignore[no-untyped-call]
+        stack.callback(broker.close)
+        wait_for_workers(target.redis_url, namespace, config.processes, workers)
+        probe = stack.enter_context(Probe(target.libpq()))
+        send_all(broker, actor, queue, warm_ids)
+        probe.wait_terminal(f"bench-warm-{phase}-{repetition}", len(warm_ids), workers)
+        window = meter.snapshot()
+        clock = time.perf_counter()
+        send_all(broker, actor, queue, ids)
+        outcomes = probe.wait_terminal(f"bench-{phase}-{repetition}", len(ids), workers)
+        seconds = time.perf_counter() - clock
+        cpu = cpu_delta(window, meter.snapshot())
+        polls = probe.transactions
+        if not meter.postgres_measured:
+            target.note("Postgres CPU not measured: its backends are not local processes")
+    stats = counters_delta(stats_before, quiet_counters(target))
+    flush_redis(target.redis_url)
+    orders = len(ids)
+    return {
+        "orders": orders,
+        "shipped": outcomes.get("shipped", 0),
+        "not_shipped": orders - outcomes.get("shipped", 0),
+        "seconds": seconds,
+        "orders_per_s": orders / seconds,
+        "commits_per_order": (stats["xact_commit"] - polls) / (orders + len(warm_ids)),
+        "rollbacks_per_order": stats["xact_rollback"] / (orders + len(warm_ids)),
+        "connections_opened": stats["sessions"] - 1,  # less the bench's own probe
+        "cpu_s_per_order": per_order(cpu, orders),
+        "peak_rss_mib_per_worker": meter.peak_rss_mib("workers", children_only=True),
+        "worker_processes": meter.process_count("workers", children_only=True),
+    }
+
+
+def _first_step(phase: str) -> tuple[str, tuple[str, str]]:
+    if phase == "orderflow":
+        return "orderflow", (saga.FIRST_STEP, saga.queue_of(saga.FIRST_STEP))
+    return bench_chain.NAMESPACE, (bench_chain.FIRST[0], bench_chain.FIRST[1])
+
+
+def send_all(broker: RedisBroker, actor: str, queue: str, order_ids: list[str]) -> None:
+    broker.declare_queue(queue)
+    for order_id in order_ids:
+        broker.enqueue(bench_chain.message(actor, queue, order_id))
+
+
+class Probe:
+    """The bench's own connection to the throwaway database; counts its transactions so they can be taken off."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conn = psycopg.connect(conninfo, autocommit=True)
+        self.transactions = 0
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.conn.close()
+
+    def wait_terminal(
+        self, user: str, count: int, workers: Popen[bytes], timeout_s: float | None = None
+    ) -> dict[str, int]:
+        """Poll every 20 ms until `count` orders of `user` are terminal; returns them by status."""
+        deadline = time.monotonic() + (timeout_s or max(120.0, count / 10))
+        query = "SELECT status, count(*) FROM orders WHERE user_id = %s AND status = ANY(%s) GROUP BY status"
+        while True:
+            self.transactions += 1
+            found: dict[str, int] = dict(self.conn.execute(query, (user, list(TERMINAL))).fetchall())
+            if sum(found.values()) >= count:
+                return found
+            if time.monotonic() > deadline or workers.poll() is not None:
+                terminal = sum(found.values())
+                raise RuntimeError(f"{terminal}/{count} orders of {user} terminal; workers: {workers.args!r}")
+            time.sleep(0.02)
