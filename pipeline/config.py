@@ -67,9 +67,6 @@ class Settings(BaseSettings):
     max_quantity_per_line: int = 1000
     max_body_bytes: int = 64 * 1024
 
-    worker_processes: int = 2
-    worker_threads: int = 8
-
     @field_validator("database_url", "redis_url", "stripe_api_base", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
