@@ -20,6 +20,8 @@ class OrderStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED, OrderStatus.NEEDS_ATTENTION})
+# The same as stored in orders.status, in the enum's order: for SQL parameters and table columns.
+TERMINAL_VALUES: tuple[str, ...] = tuple(status.value for status in OrderStatus if status in TERMINAL_STATUSES)
 
 
 class ReservationStatus(StrEnum):

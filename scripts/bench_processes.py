@@ -9,11 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from subprocess import Popen, TimeoutExpired
 
-import httpx
 import redis
 
 from scripts import localstack
-from scripts.processes import Child, python
+from scripts.processes import Child, python, wait_until_answers
 
 # Settings that would make a run something other than the happy path; the bench clears them.
 FAULT_ENV = ("FAKE_STRIPE_", "NOTIFY_FAULT_RATE", "SHIP_FAULT_RATE", "STEP_RETRIES")
@@ -36,7 +35,7 @@ def fake_stripe(log_dir: Path, name: str) -> Iterator[tuple[str, Popen[bytes]]]:
     argv = python("-m", "scripts.fake_stripe", "--port", str(port))
     with _running(Child(name, argv, clean_env(), log_dir)) as process:
         url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/_control/ledger", process)
+        wait_until_answers(f"{url}/_control/ledger", process, 30, f"{process.args!r} did not answer on {url}")
         yield url, process
 
 
@@ -47,7 +46,7 @@ def api_server(env: dict[str, str], log_dir: Path, name: str) -> Iterator[tuple[
     argv = python("-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port), "--log-level", "warning")
     with _running(Child(name, argv, env, log_dir)) as process:
         base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz", process)
+        wait_until_answers(f"{base}/healthz", process, 30, f"{process.args!r} did not answer on {base}")
         yield base, process
 
 
@@ -82,19 +81,6 @@ def wait_for_workers(
             if workers.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the workers did not come up; see the log of {workers.args!r}")
             time.sleep(0.05)
-
-
-def wait_http(url: str, process: Popen[bytes], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{process.args!r} did not answer on {url}")
-        time.sleep(0.05)
 
 
 def clean_env() -> dict[str, str]:

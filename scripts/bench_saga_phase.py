@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from dramatiq.brokers.redis import RedisBroker
 
+from models.status import TERMINAL_VALUES
 from pipeline import saga
 from pipeline.config import LOCAL_STRIPE_KEY
 from scripts import bench_chain, localstack
@@ -18,8 +19,6 @@ from scripts.bench_config import BenchConfig
 from scripts.bench_database import Target, flush_redis, fresh_orders
 from scripts.bench_meter import Meter, counters_delta, cpu_delta, per_order, quiet_counters
 from scripts.bench_processes import clean_env, dramatiq_workers, fake_stripe, wait_for_workers
-
-TERMINAL = ("shipped", "cancelled", "needs_attention")
 
 
 def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -> dict[str, Any]:
@@ -114,7 +113,7 @@ class Probe:
         query = "SELECT status, count(*) FROM orders WHERE user_id = %s AND status = ANY(%s) GROUP BY status"
         while True:
             self.transactions += 1
-            found: dict[str, int] = dict(self.conn.execute(query, (user, list(TERMINAL))).fetchall())
+            found: dict[str, int] = dict(self.conn.execute(query, (user, list(TERMINAL_VALUES))).fetchall())
             if sum(found.values()) >= count:
                 return found
             if time.monotonic() > deadline or workers.poll() is not None:

@@ -30,10 +30,11 @@ from sqlalchemy import text
 
 from models.db import dispose_engines, engine_for
 from models.migrate import upgrade
+from models.status import TERMINAL_VALUES
 from pipeline.audit import audit, violations_only
 from scripts import localstack
 from scripts.chaos_stack import ChaosStack
-from scripts.demo import TERMINAL, watch
+from scripts.demo import watch
 from scripts.demo_orders import place_orders, seed_catalogue
 
 console = Console()
@@ -105,7 +106,7 @@ def _experiment(stack: ChaosStack, plan: Plan, report: Report) -> None:
     report.push_s = time.monotonic() - started
     settling = time.monotonic()
     statuses = watch(stack.servers.database_url, report.accepted, plan.settle_timeout_s)
-    if sum(statuses[status] for status in TERMINAL) == len(report.accepted):
+    if sum(statuses[status] for status in TERMINAL_VALUES) == len(report.accepted):
         report.quiescence_s = time.monotonic() - settling
     report.outcomes = _outcomes(stack.servers.database_url)
     ledger = httpx.get(f"{stack.stripe_url}/_control/ledger", timeout=30).json()

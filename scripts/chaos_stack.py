@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
-
-import httpx
 
 from pipeline.config import LOCAL_STRIPE_KEY
 from scripts import localstack
-from scripts.processes import Child, python, venv_tool
+from scripts.processes import Child, python, venv_tool, wait_until_answers
 
 
 class ChaosStack:
@@ -48,24 +44,10 @@ class ChaosStack:
     def start(self) -> None:
         for child in (self.stripe, self.api, self.reaper, *self.workers):
             child.start()
-        _wait_until(lambda: _answers(f"{self.api_url}/readyz"), "the API did not become ready", 60)
-        _wait_until(lambda: _answers(f"{self.stripe_url}/_control/faults"), "the Stripe server did not start", 30)
+        wait_until_answers(f"{self.api_url}/readyz", self.api.process, 60, "the API did not become ready")
+        stripe_up = f"{self.stripe_url}/_control/faults"
+        wait_until_answers(stripe_up, self.stripe.process, 30, "the Stripe server did not start")
 
     def stop(self) -> None:
         for child in (*self.workers, self.reaper, self.api, self.stripe):
             child.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _wait_until(ready: Callable[[], bool], failure: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError(failure)
-        time.sleep(0.3)

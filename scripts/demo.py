@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -21,12 +20,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from models.db import engine_for
+from models.status import TERMINAL_VALUES
 from pipeline.config import LOCAL_STRIPE_KEY, PROJECT_ROOT
 from scripts.demo_orders import place_orders, seed_catalogue
 from scripts.localstack import Stack, free_port
+from scripts.processes import wait_until_answers
 
 console = Console()
-TERMINAL = ("shipped", "cancelled", "needs_attention")
 
 
 @contextmanager
@@ -57,7 +57,7 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
         )  # fmt: skip
         try:
             api = f"http://127.0.0.1:{api_port}"
-            _wait_ready(f"{api}/readyz", process, log_path)
+            wait_until_answers(f"{api}/readyz", process, 60, f"the stack did not become ready; see {log_path}")
             console.print(
                 f"metrics: API {api}/metrics, workers http://127.0.0.1:{metrics_port}/metrics,"
                 f" reaper http://127.0.0.1:{reaper_port}/metrics"
@@ -78,20 +78,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the stack exited early; see {log_path}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the API did not become ready in {seconds:.0f} s; see {log_path}")
-
-
 def watch(database_url: str, order_ids: list[str], timeout_s: float) -> Counter[str]:
     """Show live progress by status until every order is terminal (or the timeout passes)."""
     query = text("SELECT status, count(*) FROM orders WHERE id = ANY(CAST(:ids AS uuid[])) GROUP BY status")
@@ -106,8 +92,9 @@ def watch(database_url: str, order_ids: list[str], timeout_s: float) -> Counter[
                     statuses = Counter({row[0]: row[1] for row in connection.execute(query, {"ids": order_ids})})
             except OperationalError:  # Postgres restarting (the chaos harness does that): poll again
                 pass
-            done = sum(statuses[s] for s in TERMINAL)
-            live = ", ".join(f"{s} {n}" for s, n in sorted(statuses.items()) if s not in TERMINAL) or "none in flight"
+            done = sum(statuses[s] for s in TERMINAL_VALUES)
+            live = ", ".join(f"{s} {n}" for s, n in sorted(statuses.items()) if s not in TERMINAL_VALUES)
+            live = live or "none in flight"
             progress.update(task, completed=done, description=f"orders terminal ({live})")
             if done == len(order_ids) or time.monotonic() > deadline:
                 return statuses
@@ -156,4 +143,4 @@ def run(stack: Stack, orders: int, rate: float, processes: int, threads: int) ->
         statuses = watch(stack.database_url, order_ids, timeout_s=max(120.0, orders / 5))
         elapsed = time.monotonic() - started
     console.print(summary(stack.database_url, order_ids, elapsed))
-    return sum(statuses[s] for s in TERMINAL) == len(order_ids)
+    return sum(statuses[s] for s in TERMINAL_VALUES) == len(order_ids)

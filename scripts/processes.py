@@ -6,8 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from pipeline.config import PROJECT_ROOT
 
@@ -57,6 +60,20 @@ class Child:
             os.killpg(self.process.pid, signum)
         except ProcessLookupError:
             pass
+
+
+def wait_until_answers(url: str, process: subprocess.Popen[bytes] | None, seconds: float, failure: str) -> None:
+    """Poll url until it answers 200; raise RuntimeError(failure) if the process exits or time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(0.05)
 
 
 def python(*args: str) -> list[str]:

@@ -13,16 +13,16 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from models.db import engine_for, unit_of_work
 from models.inventory import Product
 from models.orders import Order
-from models.status import TERMINAL_STATUSES
+from models.status import TERMINAL_VALUES
 
 
 def wait_until_terminal(db_url: str, order_ids: list[uuid.UUID], seconds: float = 60) -> dict[uuid.UUID, Order]:
     """Poll until every order reached shipped, cancelled or needs_attention; return them."""
-    terminal = [status.value for status in TERMINAL_STATUSES]
     for attempt in Retrying(stop=stop_after_delay(seconds), wait=wait_fixed(0.1), reraise=True,
                             retry=retry_if_exception_type(AssertionError)):  # fmt: skip
         with attempt, unit_of_work(db_url) as session:
-            done = session.scalar(select(func.count()).where(Order.id.in_(order_ids), Order.status.in_(terminal)))
+            terminal = Order.id.in_(order_ids), Order.status.in_(TERMINAL_VALUES)
+            done = session.scalar(select(func.count()).where(*terminal))
             assert done == len(order_ids), f"{done}/{len(order_ids)} orders terminal"
     with unit_of_work(db_url) as session:
         return {order.id: order for order in session.scalars(select(Order).where(Order.id.in_(order_ids)))}

@@ -15,10 +15,8 @@ from models.db import engine_for, unit_of_work
 from models.orders import Order
 from models.payments import Payment
 from models.saga import SagaStep
-from models.status import TERMINAL_STATUSES, OrderStatus
+from models.status import TERMINAL_VALUES, OrderStatus
 from pipeline import saga
-
-TERMINAL = [status.value for status in OrderStatus if status in TERMINAL_STATUSES]
 
 
 def missing(database_url: str, order_ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -101,8 +99,9 @@ def throughput(database_url: str, minutes: int) -> list[dict[str, Any]]:
     """Orders reaching each terminal status per minute, oldest minute first (a terminal order is not updated again)."""
     per_minute: dict[datetime, dict[str, Any]] = {}
     with engine_for(database_url).connect() as connection:
-        for minute, status, n in connection.execute(THROUGHPUT, {"minutes": minutes, "terminal": TERMINAL}):
-            row = per_minute.setdefault(minute, {"minute": minute.isoformat(), **dict.fromkeys(TERMINAL, 0)})
+        rows = connection.execute(THROUGHPUT, {"minutes": minutes, "terminal": list(TERMINAL_VALUES)})
+        for minute, status, n in rows:
+            row = per_minute.setdefault(minute, {"minute": minute.isoformat(), **dict.fromkeys(TERMINAL_VALUES, 0)})
             if status:
                 row[status] = n
     return list(per_minute.values())

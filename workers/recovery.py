@@ -22,20 +22,21 @@ from prometheus_client import start_http_server
 from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from models.db import engine_for, unit_of_work
+from models.db import unit_of_work
 from models.inventory import Reservation
 from models.orders import Order
-from models.status import TERMINAL_STATUSES, OrderStatus, ReservationStatus
+from models.status import TERMINAL_VALUES, OrderStatus, ReservationStatus
 from pipeline import metrics, saga
 from pipeline.config import Settings, get_settings
 from pipeline.errors import RedeliveryLimit, ReservationExpired
 from workers.backlog import backlog
 from workers.broker import broker
 from workers.dispatch import send
+from workers.order_views import order_counts
 from workers.runner import fail_permanently, give_up
 
 log = structlog.get_logger("orderflow.reaper")
-LIVE = Order.status.not_in([status.value for status in TERMINAL_STATUSES])
+LIVE = Order.status.not_in(TERMINAL_VALUES)
 # A re-drive that does not help doubles the next lease, up to this factor.
 MAX_LEASE_FACTOR = 8
 
@@ -163,10 +164,8 @@ def _queue_ages() -> dict[str, float]:
 
 def count_by_status(database_url: str) -> None:
     """Export orders per status (a GROUP BY over an index; done every few sweeps, not every one)."""
-    with engine_for(database_url).connect() as connection:
-        counts = dict(connection.execute(select(Order.status, func.count()).group_by(Order.status)).all())
-    for status in OrderStatus:
-        metrics.ORDERS_IN_STATE.labels(status.value).set(counts.get(status.value, 0))
+    for status, number in order_counts(database_url).items():
+        metrics.ORDERS_IN_STATE.labels(status).set(number)
 
 
 def run_forever(stop: threading.Event, settings: Settings) -> None:

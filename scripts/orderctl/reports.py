@@ -25,13 +25,14 @@ def stats(
 ) -> None:
     """Orders per state, queue depths, and orders reaching a terminal state per minute."""
     servers = connect()
+    from models.status import TERMINAL_VALUES
     from workers.backlog import backlog
-    from workers.order_views import TERMINAL, order_counts, throughput
+    from workers.order_views import order_counts, throughput
 
     with redis.Redis.from_url(servers.redis_url) as client:
         queues = {name: asdict(depth) for name, depth in backlog(client).items()}
     counts, per_minute = order_counts(servers.database_url), throughput(servers.database_url, minutes)
-    finished = sum(row[status] for row in per_minute for status in TERMINAL)
+    finished = sum(row[status] for row in per_minute for status in TERMINAL_VALUES)
     rate = {"minutes": minutes, "terminal_per_minute": round(finished / minutes, 2), "per_minute": per_minute}
     if as_json:
         return emit_json({"orders": counts, "queues": queues, "throughput": rate})
@@ -39,7 +40,7 @@ def stats(
     columns = ["queue", "ready", "delayed", "in_flight", "dead", "oldest_age_s"]
     console.print(table("queues", list(queues.values()), columns))
     title = f"reaching a terminal state per minute (avg {rate['terminal_per_minute']}/min over {minutes} min)"
-    console.print(table(title, per_minute, ["minute", *TERMINAL]))
+    console.print(table(title, per_minute, ["minute", *TERMINAL_VALUES]))
 
 
 def audit(
