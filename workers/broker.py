@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.middleware import CurrentMessage, Middleware
 
 from pipeline.config import get_settings
@@ -21,9 +21,30 @@ if METRICS_DIR:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", METRICS_DIR)
 
 
+class HandingBackConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, which on close also hands back the messages it prefetched.
+
+    Dramatiq requeues the messages in a stopping worker's memory, but not the prefetch cache of its
+    Redis consumer: those stay in the worker's ack set until another worker's maintenance pass
+    notices the missing heartbeat (60 s, at random). A SIGTERMed worker must hand them back now.
+    """
+
+    def close(self) -> None:
+        message_ids = [dramatiq.Message.decode(data).options["redis_message_id"] for data in self.message_cache if data]
+        self.message_cache = []
+        if message_ids:
+            self.broker.do_requeue(self.queue_name, *message_ids)
+
+
+class HandingBackRedisBroker(RedisBroker):
+    @property
+    def consumer_class(self) -> type[HandingBackConsumer]:
+        return HandingBackConsumer
+
+
 def build_broker(redis_url: str) -> RedisBroker:
     """A Redis broker with Dramatiq's defaults (retries, time limits, shutdown) plus our middleware."""
-    broker = RedisBroker(url=redis_url, namespace="orderflow")  # type: ignore[no-untyped-call]
+    broker = HandingBackRedisBroker(url=redis_url, namespace="orderflow")  # type: ignore[no-untyped-call]
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(LogContext())
     if METRICS_DIR:

@@ -21,7 +21,7 @@ from scripts.localstack import free_port
 from scripts.processes import Child, python, venv_tool
 from tests.factories import make_order, make_product
 from tests.saga_helpers import count, succeeded_charges, wait_until_terminal
-from workers.dispatch import start_saga
+from workers.dispatch import send, start_saga
 
 Start = Callable[..., Child]
 LEASE_S = 2
@@ -147,3 +147,20 @@ def order_status(db_url: str, order_id: uuid.UUID) -> str:
 
 def shipped(db_url: str) -> int:
     return count(db_url, "SELECT count(*) FROM orders WHERE status = 'shipped'")
+
+
+def test_a_closing_consumer_hands_back_the_messages_it_prefetched(redis_client: redis.Redis) -> None:
+    from workers.backlog import backlog
+    from workers.broker import broker
+
+    ghosts = [uuid.uuid4() for _ in range(5)]
+    for order_id in ghosts:
+        send("reserve_stock", order_id)
+    consumer = broker.consume("stock", prefetch=10, timeout=100)
+    taken = next(consumer)  # fetches all five into the consumer's cache, hands out one
+    assert taken is not None
+
+    consumer.close()
+
+    stock_queue = backlog(redis_client)["stock"]
+    assert (stock_queue.ready, stock_queue.in_flight) == (4, 1), "only the message being worked on stays taken"
