@@ -1,6 +1,8 @@
-"""Every table, imported in one place so metadata and Alembic see them all."""
+"""Every table, imported in one place so metadata and Alembic see them all; Core handles for the saga's hot path."""
 
 from __future__ import annotations
+
+from sqlalchemy import Table
 
 from models.base import Base
 from models.inventory import Product, Reservation
@@ -8,7 +10,33 @@ from models.orders import Order, OrderLine
 from models.payments import Payment
 from models.saga import IdempotencyKey, LocalDelivery, Notification, SagaStep, Shipment, WebhookEvent
 
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+ORDERS = _table(Order)
+ORDER_LINES = _table(OrderLine)
+PAYMENTS = _table(Payment)
+LOCAL_DELIVERIES = _table(LocalDelivery)
+PRODUCTS = _table(Product)
+RESERVATIONS = _table(Reservation)
+NOTIFICATIONS = _table(Notification)
+SHIPMENTS = _table(Shipment)
+TIMELINE = _table(SagaStep)
+
 __all__ = [
+    "LOCAL_DELIVERIES",
+    "NOTIFICATIONS",
+    "ORDERS",
+    "ORDER_LINES",
+    "PAYMENTS",
+    "PRODUCTS",
+    "RESERVATIONS",
+    "SHIPMENTS",
+    "TIMELINE",
     "Base",
     "IdempotencyKey",
     "LocalDelivery",

@@ -8,9 +8,15 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 
-from models.db import unit_of_work
-from models.saga import LocalDelivery
+from models.db import transaction
+from models.tables import LOCAL_DELIVERIES
 from pipeline.errors import TransientError
+
+_RECORD = insert(LOCAL_DELIVERIES)
+# A replayed key updates nothing but still returns the first delivery's id, in one round trip.
+_FIRST_WINS = _RECORD.on_conflict_do_update(
+    index_elements=["idempotency_key"], set_={"idempotency_key": _RECORD.excluded.idempotency_key}
+).returning(LOCAL_DELIVERIES.c.id)
 
 
 class LocalRecorder:
@@ -26,13 +32,12 @@ class LocalRecorder:
         """Record the delivery once per key and return its reference; a replayed key returns the first one."""
         if self._random.random() < self.fault_rate:
             raise TransientError(f"injected {self.provider} fault", provider=self.provider)
-        record = insert(LocalDelivery).values(
-            provider=self.provider, idempotency_key=idempotency_key, order_id=order_id, payload=payload
-        )
-        # A replayed key updates nothing but still returns the first delivery's id, in one round trip.
-        first_wins = record.on_conflict_do_update(
-            index_elements=["idempotency_key"], set_={"idempotency_key": record.excluded.idempotency_key}
-        )
-        with unit_of_work(self.database_url) as session:
-            delivery_id = session.scalar(first_wins.returning(LocalDelivery.id))
+        delivery = {
+            "provider": self.provider,
+            "idempotency_key": idempotency_key,
+            "order_id": order_id,
+            "payload": payload,
+        }
+        with transaction(self.database_url) as connection:
+            delivery_id = connection.scalar(_FIRST_WINS, delivery)
         return f"{self.provider}-{delivery_id}"

@@ -8,7 +8,7 @@ from typing import Any
 
 import dramatiq
 
-from models.db import unit_of_work
+from models.db import transaction
 from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import saga
 from pipeline.config import get_settings
@@ -36,13 +36,13 @@ def cancel_order(database_url: str, order_id: uuid.UUID | str, reason: str = "CA
     Raises OrderNotFound, or OrderAlreadyShipped for a shipped order.
     """
     started = datetime.now(UTC)
-    with unit_of_work(database_url) as session:
-        order = lock_order(session, order_id)
+    with transaction(database_url) as connection:
+        order = lock_order(connection, order_id)
         if order.status in (OrderStatus.COMPENSATING, OrderStatus.CANCELLED, OrderStatus.NEEDS_ATTENTION):
             return OrderStatus(order.status)
         plan = saga.plan_for_cancel(OrderStatus(order.status))
-        first = begin_compensation(order, plan, reason, None, get_settings().step_lease_s)
-        record(session, order.id, "cancel", StepKind.OPERATOR, StepOutcome.SUCCEEDED, started, error_code=reason)
+        first = begin_compensation(connection, order, plan, reason, None, get_settings().step_lease_s)
+        record(connection, order.id, "cancel", StepKind.OPERATOR, StepOutcome.SUCCEEDED, started, error_code=reason)
         status = OrderStatus(order.status)
     if first:
         send(first, order_id)

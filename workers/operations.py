@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, exists, select
 
-from models.db import unit_of_work
+from models.db import transaction, unit_of_work
 from models.orders import Order
 from models.payments import Payment
 from models.saga import SagaStep
@@ -22,7 +21,7 @@ from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import saga
 from pipeline.config import get_settings
 from pipeline.errors import OrderAlreadyShipped
-from pipeline.progress import advance, lease_until, lock_order, record
+from pipeline.progress import LockedOrder, advance, lease_until, lock_order, record, update_order
 from pipeline.states import is_terminal
 from workers.deadletters import DeadLetter, forget
 from workers.dispatch import cancel_order, send
@@ -44,26 +43,27 @@ class Change:
 def retry(database_url: str, order_id: uuid.UUID, *, dry_run: bool, note: str, action: str = "retry") -> Change:
     """Re-send the order's due actor from its recorded state, with a fresh lease; a parked order re-runs its undo."""
     started = datetime.now(UTC)
-    with unit_of_work(database_url) as session:
-        order = lock_order(session, order_id)
-        actor, refusal = _due_for_retry(session, order)
+    with transaction(database_url) as connection:
+        order = lock_order(connection, order_id)
+        actor, refusal = _due_for_retry(connection, order)
         parked = order.status == OrderStatus.NEEDS_ATTENTION
         what = f"{actor} (needs_attention -> compensating)" if parked else actor
         if actor is None or dry_run:
             return Change(str(order_id), action, actor is not None, refusal or f"would send {what}")
         lease_s = get_settings().step_lease_s
         if parked:
-            advance(order, OrderStatus.COMPENSATING, actor, lease_s)  # the state machine allows exactly this
+            # The state machine allows exactly this.
+            advance(connection, order, OrderStatus.COMPENSATING, actor, lease_s)
         else:
             # A person looked at it: the reaper's redelivery budget starts over.
-            order.current_step, order.lease_expires_at, order.deliveries = actor, lease_until(lease_s), 0
-        record(session, order.id, f"operator_{action}", StepKind.OPERATOR, StepOutcome.SUCCEEDED, started,
+            update_order(connection, order, current_step=actor, lease_expires_at=lease_until(lease_s), deliveries=0)
+        record(connection, order.id, f"operator_{action}", StepKind.OPERATOR, StepOutcome.SUCCEEDED, started,
                error_message=f"{note} sent={actor}")  # fmt: skip
     send(actor, order_id)
     return Change(str(order_id), action, True, f"sent {what}")
 
 
-def _due_for_retry(session: Session, order: Order) -> tuple[str | None, str | None]:
+def _due_for_retry(connection: Connection, order: LockedOrder) -> tuple[str | None, str | None]:
     """(actor to send, None) or (None, why not)."""
     status = OrderStatus(order.status)
     if status == OrderStatus.NEEDS_ATTENTION:
@@ -74,16 +74,16 @@ def _due_for_retry(session: Session, order: Order) -> tuple[str | None, str | No
     actor = order.current_step or saga.step_due(status)
     if actor is None:
         return None, f"no step is due in status {status}"
-    if actor == "charge_payment" and _charged_without_ledger(session, order.id):
+    if actor == "charge_payment" and _charged_without_ledger(connection, order.id):
         return None, "earlier charge_payment attempts but no payment record: re-charging could double charge"
     return actor, None
 
 
-def _charged_without_ledger(session: Session, order_id: uuid.UUID) -> bool:
+def _charged_without_ledger(connection: Connection, order_id: uuid.UUID) -> bool:
     # The ledger row is written before the provider is called; without it we cannot tell what was charged.
     attempted = exists().where(SagaStep.order_id == order_id, SagaStep.step == "charge_payment")
     ledger = exists().where(Payment.order_id == order_id)
-    return bool(session.scalar(select(attempted & ~ledger)))
+    return bool(connection.scalar(select(attempted & ~ledger)))
 
 
 def compensate(database_url: str, order_id: uuid.UUID, *, dry_run: bool, note: str) -> Change:
@@ -146,10 +146,10 @@ def _due_actor(database_url: str, order_id: str) -> str | None:
 
 def _note(database_url: str, order_id: str, action: str, message: str) -> None:
     """Add an operator entry to the order's timeline (if the order exists)."""
-    with unit_of_work(database_url) as session:
-        if session.get(Order, uuid.UUID(order_id)) is not None:
+    with transaction(database_url) as connection:
+        if connection.scalar(select(Order.id).where(Order.id == uuid.UUID(order_id))) is not None:
             now = datetime.now(UTC)
-            record(session, uuid.UUID(order_id), action, StepKind.OPERATOR, StepOutcome.SUCCEEDED, now,
+            record(connection, uuid.UUID(order_id), action, StepKind.OPERATOR, StepOutcome.SUCCEEDED, now,
                    error_message=message)  # fmt: skip
 
 

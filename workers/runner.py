@@ -10,13 +10,13 @@ from typing import Any
 import structlog
 from dramatiq.middleware import CurrentMessage
 
-from models.db import unit_of_work
+from models.db import transaction
 from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import metrics, saga
 from pipeline.adapters import Adapters, process_adapters
 from pipeline.config import get_settings
 from pipeline.errors import PermanentError, PipelineError, RetriesExhausted
-from pipeline.progress import advance, begin_compensation, lease_until, lock_order, record
+from pipeline.progress import advance, begin_compensation, lease_until, lock_order, record, update_order
 from pipeline.steps import ACTIONS, COMPENSATIONS
 from workers.dispatch import send
 
@@ -31,16 +31,16 @@ def run_action(step: str, order_id: str, adapters: Adapters | None = None) -> No
 
 def _act(step: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str | None]:
     started = datetime.now(UTC)
-    with unit_of_work(adapters.database_url) as session:
-        order = lock_order(session, order_id)
+    with transaction(adapters.database_url) as connection:
+        order = lock_order(connection, order_id)
         status = OrderStatus(order.status)
         if status != saga.status_before(step):
             # Redelivered, or overtaken by a cancel: resend the follow-up only if this step just finished.
             return StepOutcome.SKIPPED, saga.step_after(step) if status == saga.BY_NAME[step].done else None
-        ACTIONS[step](session, order, adapters)
+        ACTIONS[step](connection, order, adapters)
         next_actor = saga.step_after(step)
-        advance(order, saga.BY_NAME[step].done, next_actor, adapters.lease_s)
-        record(session, order.id, step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **_message_info())
+        advance(connection, order, saga.BY_NAME[step].done, next_actor, adapters.lease_s)
+        record(connection, order.id, step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **_message_info())
         created_at = order.created_at
     if next_actor is None:
         _finished(OrderStatus.SHIPPED, created_at)
@@ -51,12 +51,13 @@ def fail_permanently(step: str, order_id: str, error: PipelineError, adapters: A
     """Record the failure and start undoing the completed steps, newest first."""
     adapters = adapters or process_adapters()
     started = datetime.now(UTC)
-    with unit_of_work(adapters.database_url) as session:
-        order = lock_order(session, order_id)
+    with transaction(adapters.database_url) as connection:
+        order = lock_order(connection, order_id)
         if order.status != saga.status_before(step):
             return  # someone else moved the order on (a duplicate, or a cancel): nothing to start
-        record(session, order.id, step, StepKind.ACTION, StepOutcome.FAILED, started, **_error_info(error))
-        first = begin_compensation(order, saga.compensation_plan(step), error.code, error.message, adapters.lease_s)
+        record(connection, order.id, step, StepKind.ACTION, StepOutcome.FAILED, started, **_error_info(error))
+        plan = saga.compensation_plan(step)
+        first = begin_compensation(connection, order, plan, error.code, error.message, adapters.lease_s)
         status = order.status
     metrics.COMPENSATIONS.labels(error.code).inc()
     log.warning("saga.compensating", order_id=order_id, step=step, reason=error.code, error=error.message)
@@ -74,18 +75,18 @@ def run_compensation(undo: str, order_id: str, adapters: Adapters | None = None)
 
 def _undo(undo: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str | None]:
     started = datetime.now(UTC)
-    with unit_of_work(adapters.database_url) as session:
-        order = lock_order(session, order_id)
+    with transaction(adapters.database_url) as connection:
+        order = lock_order(connection, order_id)
         if order.status != OrderStatus.COMPENSATING or order.current_step != undo:
             return StepOutcome.SKIPPED, None
-        undone = COMPENSATIONS[undo](session, order, adapters)
+        undone = COMPENSATIONS[undo](connection, order, adapters)
         outcome = StepOutcome.SUCCEEDED if undone else StepOutcome.SKIPPED
-        record(session, order.id, undo, StepKind.COMPENSATION, outcome, started, **_message_info())
+        record(connection, order.id, undo, StepKind.COMPENSATION, outcome, started, **_message_info())
         next_undo = saga.undo_after(undo)
         if next_undo:
-            order.current_step, order.lease_expires_at = next_undo, lease_until(adapters.lease_s)
+            update_order(connection, order, current_step=next_undo, lease_expires_at=lease_until(adapters.lease_s))
         else:
-            advance(order, OrderStatus.CANCELLED, None, adapters.lease_s)
+            advance(connection, order, OrderStatus.CANCELLED, None, adapters.lease_s)
     if next_undo is None:
         _finished(OrderStatus.CANCELLED, None)
     return outcome, next_undo
@@ -95,13 +96,13 @@ def needs_attention(undo: str, order_id: str, error: PipelineError, adapters: Ad
     """A compensation could not finish: park the order where operators and alerts see it."""
     adapters = adapters or process_adapters()
     started = datetime.now(UTC)
-    with unit_of_work(adapters.database_url) as session:
-        order = lock_order(session, order_id)
+    with transaction(adapters.database_url) as connection:
+        order = lock_order(connection, order_id)
         if order.status != OrderStatus.COMPENSATING or order.current_step != undo:
             return
-        record(session, order.id, undo, StepKind.COMPENSATION, StepOutcome.FAILED, started, **_error_info(error))
-        order.last_error = f"{undo}: {error.code}: {error.message}"[:1000]
-        advance(order, OrderStatus.NEEDS_ATTENTION, undo, adapters.lease_s)
+        record(connection, order.id, undo, StepKind.COMPENSATION, StepOutcome.FAILED, started, **_error_info(error))
+        last_error = f"{undo}: {error.code}: {error.message}"[:1000]
+        advance(connection, order, OrderStatus.NEEDS_ATTENTION, undo, adapters.lease_s, last_error=last_error)
     _finished(OrderStatus.NEEDS_ATTENTION, None)
     log.error("saga.needs_attention", order_id=order_id, step=undo, error=error.message)
 
@@ -150,11 +151,12 @@ def _record_retry(step: str, kind: StepKind, order_id: str, error: Exception, ad
     retry = get_settings().retry_of(step)
     log.warning("saga.retrying", order_id=order_id, step=step, code=code, error=str(error)[:300])
     try:
-        with unit_of_work(adapters.database_url) as session:
-            order = lock_order(session, order_id)
+        with transaction(adapters.database_url) as connection:
+            order = lock_order(connection, order_id)
             details = {**_message_info(), "error_code": code, "error_message": str(error)}
-            record(session, order.id, step, kind, StepOutcome.RETRYING, datetime.now(UTC), **details)
-            order.lease_expires_at = lease_until(adapters.lease_s + retry.max_backoff_ms / 1000)
+            record(connection, order.id, step, kind, StepOutcome.RETRYING, datetime.now(UTC), **details)
+            backoff_s = retry.max_backoff_ms / 1000
+            update_order(connection, order, lease_expires_at=lease_until(adapters.lease_s + backoff_s))
     except Exception as database_down:  # the retry itself must not fail on a bookkeeping write
         log.warning("saga.retry_not_recorded", order_id=order_id, step=step, error=str(database_down)[:300])
 
