@@ -9,9 +9,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Insert, bindparam, insert, select, update
 
 from models.status import OrderStatus, StepKind, StepOutcome
 from models.tables import ORDER_LINES as LINES
@@ -64,6 +65,21 @@ _LOCK = (
 # With no values() of its own, the UPDATE sets the columns named in its parameters.
 _UPDATE = update(ORDERS).where(ORDERS.c.id == bindparam("order_id"))
 _RECORD = insert(TIMELINE)
+_NOTE_COLUMNS = tuple(column.name for column in TIMELINE.c if column.name not in ("id", "order_id"))
+
+
+@cache
+def _update_and_note(columns: tuple[str, ...]) -> Insert:
+    """UPDATE the order and INSERT its timeline row in one statement (one round trip per step, not two)."""
+    moved = (
+        update(ORDERS)
+        .where(ORDERS.c.id == bindparam("order_id"))
+        .values({name: bindparam(f"set_{name}", type_=ORDERS.c[name].type) for name in columns})
+        .returning(ORDERS.c.id)
+        .cte("moved")
+    )
+    note = [bindparam(f"note_{name}", type_=TIMELINE.c[name].type) for name in _NOTE_COLUMNS]
+    return insert(TIMELINE).from_select(["order_id", *_NOTE_COLUMNS], select(moved.c.id, *note))
 
 
 def lock_order(connection: Connection, order_id: uuid.UUID | str) -> LockedOrder:
@@ -76,23 +92,32 @@ def lock_order(connection: Connection, order_id: uuid.UUID | str) -> LockedOrder
     return LockedOrder(**{column.name: first[column] for column in _ORDER_COLUMNS}, lines=lines)
 
 
-def update_order(connection: Connection, order: LockedOrder, **values: Any) -> None:
-    """Write these columns of the locked order (updated_at moves too, unless given) and mirror them in `order`."""
-    connection.execute(_UPDATE, {"order_id": order.id, **values})
+def update_order(
+    connection: Connection, order: LockedOrder, noting: dict[str, Any] | None = None, **values: Any
+) -> None:
+    """Write these columns of the locked order (updated_at moves too, unless given) and mirror them in `order`.
+
+    `noting` is a `timeline_row` written in the same statement.
+    """
+    if noting is None:
+        connection.execute(_UPDATE, {"order_id": order.id, **values})
+    else:
+        changes = {f"set_{name}": value for name, value in values.items()}
+        notes = {f"note_{name}": value for name, value in noting.items()}
+        connection.execute(_update_and_note(tuple(values)), {"order_id": order.id, **changes, **notes})
     for name, value in values.items():
         setattr(order, name, value)
 
 
 def advance(
     connection: Connection, order: LockedOrder, new_status: OrderStatus, next_actor: str | None, lease_s: float,
-    **values: Any,
+    noting: dict[str, Any] | None = None, **values: Any,
 ) -> None:  # fmt: skip
     """Move to new_status and lease the order to the next actor: unmoved past the lease, the reaper re-drives it."""
     status = check_transition(order.status, new_status).value
     lease = None if is_terminal(new_status) else lease_until(lease_s)
-    update_order(
-        connection, order, status=status, current_step=next_actor, deliveries=0, lease_expires_at=lease, **values
-    )
+    moved = {"status": status, "current_step": next_actor, "deliveries": 0, "lease_expires_at": lease}
+    update_order(connection, order, noting, **moved, **values)
 
 
 def begin_compensation(
@@ -111,8 +136,14 @@ def begin_compensation(
 
 
 def record(
-    connection: Connection,
-    order_id: uuid.UUID,
+    connection: Connection, order_id: uuid.UUID, step: str, kind: StepKind, outcome: StepOutcome,
+    started_at: datetime, **details: Any,
+) -> None:  # fmt: skip
+    """Add one attempt to the order's timeline (details: see `timeline_row`)."""
+    connection.execute(_RECORD, {"order_id": order_id, **timeline_row(step, kind, outcome, started_at, **details)})
+
+
+def timeline_row(
     step: str,
     kind: StepKind,
     outcome: StepOutcome,
@@ -122,18 +153,15 @@ def record(
     error_code: str | None = None,
     error_message: str | None = None,
     message_id: str | None = None,
-) -> None:
-    """Add one attempt to the order's timeline."""
+) -> dict[str, Any]:
+    """One attempt as timeline columns, finished now (the order id is added by whoever writes it)."""
     finished_at = datetime.now(UTC)
-    connection.execute(
-        _RECORD,
-        {
-            "order_id": order_id, "step": step, "kind": kind.value, "attempt": attempt, "outcome": outcome.value,
-            "error_code": error_code, "error_message": (error_message or "")[:1000] or None,
-            "message_id": message_id, "started_at": started_at, "finished_at": finished_at,
-            "duration_ms": max(0, int((finished_at - started_at).total_seconds() * 1000)),
-        },
-    )  # fmt: skip
+    return {
+        "step": step, "kind": kind.value, "attempt": attempt, "outcome": outcome.value, "error_code": error_code,
+        "error_message": (error_message or "")[:1000] or None, "message_id": message_id,
+        "started_at": started_at, "finished_at": finished_at,
+        "duration_ms": max(0, int((finished_at - started_at).total_seconds() * 1000)),
+    }  # fmt: skip
 
 
 def lease_until(lease_s: float) -> datetime:

@@ -16,7 +16,7 @@ from pipeline import metrics, saga
 from pipeline.adapters import Adapters, process_adapters
 from pipeline.config import get_settings
 from pipeline.errors import PermanentError, PipelineError, RetriesExhausted
-from pipeline.progress import advance, begin_compensation, lease_until, lock_order, record, update_order
+from pipeline.progress import advance, begin_compensation, lease_until, lock_order, record, timeline_row, update_order
 from pipeline.steps import ACTIONS, COMPENSATIONS
 from workers.dispatch import send
 
@@ -39,8 +39,8 @@ def _act(step: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str
             return StepOutcome.SKIPPED, saga.step_after(step) if status == saga.BY_NAME[step].done else None
         ACTIONS[step](connection, order, adapters)
         next_actor = saga.step_after(step)
-        advance(connection, order, saga.BY_NAME[step].done, next_actor, adapters.lease_s)
-        record(connection, order.id, step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **_message_info())
+        note = timeline_row(step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **_message_info())
+        advance(connection, order, saga.BY_NAME[step].done, next_actor, adapters.lease_s, note)
         created_at = order.created_at
     if next_actor is None:
         _finished(OrderStatus.SHIPPED, created_at)
@@ -81,12 +81,13 @@ def _undo(undo: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, st
             return StepOutcome.SKIPPED, None
         undone = COMPENSATIONS[undo](connection, order, adapters)
         outcome = StepOutcome.SUCCEEDED if undone else StepOutcome.SKIPPED
-        record(connection, order.id, undo, StepKind.COMPENSATION, outcome, started, **_message_info())
+        note = timeline_row(undo, StepKind.COMPENSATION, outcome, started, **_message_info())
         next_undo = saga.undo_after(undo)
         if next_undo:
-            update_order(connection, order, current_step=next_undo, lease_expires_at=lease_until(adapters.lease_s))
+            lease = lease_until(adapters.lease_s)
+            update_order(connection, order, note, current_step=next_undo, lease_expires_at=lease)
         else:
-            advance(connection, order, OrderStatus.CANCELLED, None, adapters.lease_s)
+            advance(connection, order, OrderStatus.CANCELLED, None, adapters.lease_s, note)
     if next_undo is None:
         _finished(OrderStatus.CANCELLED, None)
     return outcome, next_undo
@@ -100,9 +101,9 @@ def needs_attention(undo: str, order_id: str, error: PipelineError, adapters: Ad
         order = lock_order(connection, order_id)
         if order.status != OrderStatus.COMPENSATING or order.current_step != undo:
             return
-        record(connection, order.id, undo, StepKind.COMPENSATION, StepOutcome.FAILED, started, **_error_info(error))
+        note = timeline_row(undo, StepKind.COMPENSATION, StepOutcome.FAILED, started, **_error_info(error))
         last_error = f"{undo}: {error.code}: {error.message}"[:1000]
-        advance(connection, order, OrderStatus.NEEDS_ATTENTION, undo, adapters.lease_s, last_error=last_error)
+        advance(connection, order, OrderStatus.NEEDS_ATTENTION, undo, adapters.lease_s, note, last_error=last_error)
     _finished(OrderStatus.NEEDS_ATTENTION, None)
     log.error("saga.needs_attention", order_id=order_id, step=undo, error=error.message)
 
@@ -154,9 +155,9 @@ def _record_retry(step: str, kind: StepKind, order_id: str, error: Exception, ad
         with transaction(adapters.database_url) as connection:
             order = lock_order(connection, order_id)
             details = {**_message_info(), "error_code": code, "error_message": str(error)}
-            record(connection, order.id, step, kind, StepOutcome.RETRYING, datetime.now(UTC), **details)
-            backoff_s = retry.max_backoff_ms / 1000
-            update_order(connection, order, lease_expires_at=lease_until(adapters.lease_s + backoff_s))
+            note = timeline_row(step, kind, StepOutcome.RETRYING, datetime.now(UTC), **details)
+            lease = lease_until(adapters.lease_s + retry.max_backoff_ms / 1000)
+            update_order(connection, order, note, lease_expires_at=lease)
     except Exception as database_down:  # the retry itself must not fail on a bookkeeping write
         log.warning("saga.retry_not_recorded", order_id=order_id, step=step, error=str(database_down)[:300])
 
