@@ -1,0 +1,51 @@
+"""The Stripe HTTP session reads proxies from the environment once; these are the rules it applies."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.payments import environment_proxy
+
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_no_proxy_configured() -> None:
+    assert environment_proxy(None) is None
+
+
+def test_https_proxy_applies_to_real_stripe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
+    assert environment_proxy(None) == "http://egress:3128"
+
+
+def test_http_proxy_applies_to_a_plain_http_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://egress:3128")
+    assert environment_proxy("http://stripe.internal:12111") == "http://egress:3128"
+    assert environment_proxy(None) is None, "HTTP_PROXY does not cover https://api.stripe.com"
+
+
+def test_all_proxy_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALL_PROXY", "socks5://egress:1080")
+    assert environment_proxy(None) == "socks5://egress:1080"
+
+
+def test_no_proxy_exempts_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert environment_proxy("https://127.0.0.1:12111") is None
+    assert environment_proxy(None) == "http://egress:3128"
