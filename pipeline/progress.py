@@ -56,9 +56,9 @@ _LOCK = (
     # Lines come in the same round trip: a join on a handful of rows is cheaper than a second query.
     select(*_ORDER_COLUMNS, LINES.c.product_id, LINES.c.quantity, LINES.c.unit_price_cents)
     .outerjoin(LINES, LINES.c.order_id == ORDERS.c.id)
+    .where(ORDERS.c.id == bindparam("order_id"))
     .order_by(LINES.c.line_no)
     # NO KEY UPDATE lets side transactions insert rows that reference the order (the payment ledger).
-    .where(ORDERS.c.id == bindparam("order_id"))
     .with_for_update(key_share=True, of=ORDERS)
 )
 # Statements are built once: building and cache-keying a fresh one per call cost more than running it.
