@@ -9,6 +9,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ SCOPES = frozenset({"orders:read", "orders:write", "admin"})
 MIN_SECRET_BYTES = 32  # RFC 7518: an HS256 key at least as long as the hash
 MAX_CLIENT_ID = 64  # the width of idempotency_keys.client_id
 LOCAL_SECRET_FILE = "jwt-secret"
+VERIFIED_TOKENS = 4096  # distinct valid tokens remembered per process (a few hundred bytes each)
 
 
 @dataclass(frozen=True)
@@ -76,13 +78,25 @@ def mint_token(secret: str, client_id: str, scopes: list[str], ttl_s: int = 3600
 
 def authenticate(token: str, keys: list[str]) -> Client:
     """The client a token names, if any key verifies its signature and it has not expired."""
-    claims = _verified_claims(token, keys)
+    client, expires_at = _verified_client(token, tuple(keys))
+    if expires_at <= time.time():  # PyJWT's own test (no leeway), for tokens verified while still valid
+        raise InvalidToken("the token has expired")
+    return client
+
+
+@lru_cache(maxsize=VERIFIED_TOKENS)
+def _verified_client(token: str, keys: tuple[str, ...]) -> tuple[Client, float]:
+    """The client and expiry of a token that verifies (a shop reuses its token: verify each one once).
+
+    Only tokens that verify are cached (a raise is not), and the expiry is checked on every use.
+    """
+    claims = _verified_claims(token, list(keys))
     subject, scopes = claims.get("sub"), claims.get("scopes", [])
     if not isinstance(subject, str) or not 0 < len(subject) <= MAX_CLIENT_ID:
         raise InvalidToken(f"the token's subject must be a client id of 1 to {MAX_CLIENT_ID} characters")
     if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
         raise InvalidToken("the token's scopes claim must be a list of strings")
-    return Client(subject, frozenset(scopes))
+    return Client(subject, frozenset(scopes)), float(claims["exp"])
 
 
 def _verified_claims(token: str, keys: list[str]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import AsyncConnectionPool
 
 from api.auth import Client, InvalidToken, authenticate
 from api.errors import ApiError
@@ -28,6 +29,10 @@ async def database_url(request: Request) -> str:
     return request.app.state.database_url  # type: ignore[no-any-return]
 
 
+async def intake_pool(request: Request) -> AsyncConnectionPool:
+    return request.app.state.intake_pool  # type: ignore[no-any-return]
+
+
 async def enqueue(request: Request) -> Callable[[str], None]:
     return request.app.state.enqueue  # type: ignore[no-any-return]
 
@@ -44,9 +49,9 @@ async def authenticated(
         raise ApiError(401, "UNAUTHORIZED", str(error), headers=CHALLENGE) from None
 
 
-def rate_limited(request: Request, client: Annotated[Client, Depends(authenticated)]) -> Client:
+async def rate_limited(request: Request, client: Annotated[Client, Depends(authenticated)]) -> Client:
     """The client, if its token bucket has a token left; 429 with Retry-After otherwise."""
-    decision = request.app.state.rate_limiter.take(client.id)
+    decision = await request.app.state.rate_limiter.take(client.id)
     if not decision.allowed:
         retry = str(decision.retry_after_s)
         raise ApiError(429, "RATE_LIMITED", f"too many requests; retry in {retry} s", headers={"Retry-After": retry})
@@ -75,6 +80,7 @@ async def idempotency_key(
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 DatabaseUrl = Annotated[str, Depends(database_url)]
+IntakePool = Annotated[AsyncConnectionPool, Depends(intake_pool)]
 Enqueue = Annotated[Callable[[str], None], Depends(enqueue)]
 Reader = Annotated[Client, Depends(require("orders:read"))]
 Writer = Annotated[Client, Depends(require("orders:write"))]

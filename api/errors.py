@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -121,4 +122,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(PipelineError, _pipeline_error)
     app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _unavailable)  # the intake pool's (PoolTimeout included)
     app.add_exception_handler(redis.RedisError, _unavailable)

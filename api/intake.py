@@ -1,8 +1,10 @@
 """Placing an order: limits, catalogue pricing and the idempotency ledger, written in one transaction.
 
-The order, its lines, its recovery lease and its Idempotency-Key row commit together. The key row's
-primary key (client, key) decides races: of concurrent duplicates exactly one commits, the others hit
-the key and replay the winner's stored response.
+Plain SQL on the intake's async psycopg pool (api/database.py), four round trips on the happy path: BEGIN,
+one SELECT (the catalogue prices and the transaction's clock), one INSERT statement (key row, order and
+lines together), COMMIT. The key row's primary key (client, key) decides races: its INSERT ... ON CONFLICT
+DO NOTHING waits for a concurrent duplicate to commit or roll back, and the order and lines are inserted
+only from the key row it returns. A request whose key exists writes nothing and replays that key's answer.
 """
 
 from __future__ import annotations
@@ -11,25 +13,21 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from api.errors import ApiError
-from api.views import order_out
-from models.db import unit_of_work
-from models.inventory import Product
-from models.orders import Order, OrderLine
-from models.saga import IdempotencyKey
+from api.intake_sql import INSERT_ORDER, KEY_ROW, PRICES
+from api.views import placed_order_out
 from models.schemas import OrderCreate
 from models.status import OrderStatus
 from pipeline import saga
 from pipeline.config import Settings
 from pipeline.progress import lease_until
-
-KEY_CONSTRAINT = "pk_idempotency_keys"
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,22 @@ class Placed:
     body: dict[str, Any]
     order_id: uuid.UUID
     replayed: bool
+
+
+class StoredKey(NamedTuple):
+    """What an Idempotency-Key row remembers of the request that first used it."""
+
+    request_hash: str
+    order_id: uuid.UUID | None
+    response_body: dict[str, Any]
+
+
+class Line(NamedTuple):
+    """One order line at its catalogue price."""
+
+    product_id: uuid.UUID
+    quantity: int
+    unit_price_cents: int
 
 
 def check_limits(body: OrderCreate, settings: Settings) -> None:
@@ -61,94 +75,106 @@ def request_hash(body: OrderCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def place_order(database_url: str, client_id: str, key: str, body: OrderCreate, lease_s: float) -> Placed:
+async def place_order(pool: AsyncConnectionPool, client_id: str, key: str, body: OrderCreate, lease_s: float) -> Placed:
     """Write a new pending order for this key, or replay what the key answered before."""
     digest = request_hash(body)
-    try:
-        with unit_of_work(database_url) as session:
-            stored = session.get(IdempotencyKey, (client_id, key))
-            if stored is not None:
-                return replay(stored, digest)
-            return create_order(session, client_id, key, digest, body, lease_s)
-    except IntegrityError as error:
-        if _constraint(error) != KEY_CONSTRAINT:
-            raise
-    stored = find_key(database_url, client_id, key)  # a concurrent duplicate committed first
-    if stored is None:
-        raise RuntimeError(f"idempotency key {key!r} conflicted but cannot be read back")
-    return replay(stored, digest)
+    async with pool.connection() as connection:
+        try:
+            placed = await insert_new(connection, client_id, key, digest, body, lease_s)
+        except ApiError:
+            stored = await find_key(connection, client_id, key)
+            if stored is None:
+                raise
+            return replay(stored, key, digest)  # a used key replays (or 409s) whatever the new body names
+        if placed is not None:
+            return placed
+        # The key was there already, or a concurrent duplicate committed first.
+        stored = await find_key(connection, client_id, key)
+        if stored is None:
+            raise RuntimeError(f"idempotency key {key!r} conflicted but cannot be read back")
+        return replay(stored, key, digest)
 
 
-def find_key(database_url: str, client_id: str, key: str) -> IdempotencyKey | None:
-    with unit_of_work(database_url) as session:
-        return session.get(IdempotencyKey, (client_id, key))
+async def insert_new(
+    connection: AsyncConnection, client_id: str, key: str, digest: str, body: OrderCreate, lease_s: float
+) -> Placed | None:
+    """The new order, priced and written in one transaction; None if the key row exists (nothing is written)."""
+    async with connection.transaction():
+        now, catalogue = await prices(connection, body)
+        lines = priced_lines(body, catalogue)
+        assert now is not None  # priced lines come from at least one catalogue row
+        order_id = uuid.uuid4()
+        document = placed_order_out(order_id, body, lines, now).model_dump(mode="json")
+        inserted = await insert_order(connection, client_id, key, digest, body, lines, order_id, document, now, lease_s)
+    row = await inserted.fetchone()
+    return Placed(201, document, order_id, replayed=False) if row and row[0] else None
 
 
-def replay(stored: IdempotencyKey, digest: str) -> Placed:
-    """The stored response if the body is the same as the first time; 409 IDEMPOTENCY_KEY_REUSED otherwise."""
-    if stored.request_hash != digest or stored.order_id is None:
-        raise ApiError(
-            409, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request body",
-            {"idempotencyKey": stored.key, "orderId": str(stored.order_id)},
-        )  # fmt: skip
-    return Placed(200, stored.response_body, stored.order_id, replayed=True)
+async def prices(
+    connection: AsyncConnection, body: OrderCreate
+) -> tuple[datetime | None, dict[uuid.UUID, tuple[int, str]]]:
+    """The transaction's clock and (price, currency) of each catalogue product the order names."""
+    cursor = await connection.execute(PRICES, {"ids": [item.product_id for item in body.items]})
+    rows = await cursor.fetchall()
+    return (rows[0][3] if rows else None), {row[0]: (row[1], row[2]) for row in rows}
 
 
-def create_order(session: Session, client_id: str, key: str, digest: str, body: OrderCreate, lease_s: float) -> Placed:
-    """Insert the order, its lines and its key row; leased to the saga's first step. The caller commits."""
-    lines = priced_lines(session, body)
-    order = Order(
-        user_id=body.user_id, status=OrderStatus.PENDING.value, currency=body.currency,
-        total_cents=sum(line.quantity * line.unit_price_cents for line in lines),
-        payment_method_id=body.payment_method_id,
-        shipping_address=body.shipping_address.model_dump(mode="json", by_alias=True),
-        current_step=saga.FIRST_STEP, lease_expires_at=lease_until(lease_s), lines=lines,
-    )  # fmt: skip
-    session.add(order)
-    session.flush()
-    document = order_out(order).model_dump(mode="json")
-    session.add(
-        IdempotencyKey(
-            client_id=client_id, key=key, request_hash=digest, order_id=order.id,
-            response_code=201, response_body=document,
-        )
-    )  # fmt: skip
-    session.flush()
-    return Placed(201, document, order.id, replayed=False)
-
-
-def priced_lines(session: Session, body: OrderCreate) -> list[OrderLine]:
+def priced_lines(body: OrderCreate, catalogue: dict[uuid.UUID, tuple[int, str]]) -> list[Line]:
     """Order lines at catalogue prices; 422 if a product is unknown, in another currency, or priced differently."""
-    wanted = [item.product_id for item in body.items]
-    products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(wanted)))}
-    missing = [str(product_id) for product_id in wanted if product_id not in products]
+    missing = [str(item.product_id) for item in body.items if item.product_id not in catalogue]
     if missing:
         raise ApiError(422, "PRODUCT_NOT_FOUND", "the order names products that are not in the catalogue",
                        {"productIds": missing})  # fmt: skip
     foreign = [
-        {"productId": str(p.id), "currency": p.currency} for p in products.values() if p.currency != body.currency
+        {"productId": str(product_id), "currency": currency}
+        for product_id, (_, currency) in catalogue.items()
+        if currency != body.currency
     ]
     if foreign:
         raise ApiError(422, "CURRENCY_MISMATCH", f"every product must be sold in {body.currency}",
                        {"currency": body.currency, "products": foreign})  # fmt: skip
     wrong = [
-        {"productId": str(item.product_id), "price": item.price, "catalogPrice": products[item.product_id].price_cents}
+        {"productId": str(item.product_id), "price": item.price, "catalogPrice": catalogue[item.product_id][0]}
         for item in body.items
-        if item.price != products[item.product_id].price_cents
+        if item.price != catalogue[item.product_id][0]
     ]
     if wrong:
         raise ApiError(422, "PRICE_MISMATCH", "item prices differ from the catalogue", {"items": wrong})
-    return [
-        OrderLine(product_id=item.product_id, line_no=number, quantity=item.quantity,
-                  unit_price_cents=products[item.product_id].price_cents)
-        for number, item in enumerate(body.items, start=1)
-    ]  # fmt: skip
+    return [Line(item.product_id, item.quantity, catalogue[item.product_id][0]) for item in body.items]
+
+
+async def insert_order(
+    connection: AsyncConnection, client_id: str, key: str, digest: str, body: OrderCreate, lines: list[Line],
+    order_id: uuid.UUID, document: dict[str, Any], now: datetime, lease_s: float,
+) -> AsyncCursor[Any]:  # fmt: skip
+    """Insert key row, order (pending, leased to the saga's first step) and lines; its one row counts the orders."""
+    return await connection.execute(INSERT_ORDER, {
+        "client_id": client_id, "key": key, "request_hash": digest, "order_id": order_id,
+        "response_body": Jsonb(document),
+        "user_id": body.user_id, "status": OrderStatus.PENDING.value, "currency": body.currency,
+        "total_cents": document["totalAmount"],
+        "payment_method_id": body.payment_method_id, "shipping_address": Jsonb(document["shippingAddress"]),
+        "current_step": saga.FIRST_STEP, "lease_expires_at": lease_until(lease_s), "created_at": now,
+        "product_ids": [line.product_id for line in lines], "quantities": [line.quantity for line in lines],
+        "prices": [line.unit_price_cents for line in lines],
+    })  # fmt: skip
+
+
+async def find_key(connection: AsyncConnection, client_id: str, key: str) -> StoredKey | None:
+    cursor = await connection.execute(KEY_ROW, {"client_id": client_id, "key": key})
+    row = await cursor.fetchone()
+    return None if row is None else StoredKey(*row)
+
+
+def replay(stored: StoredKey, key: str, digest: str) -> Placed:
+    """The stored response if the body is the same as the first time; 409 IDEMPOTENCY_KEY_REUSED otherwise."""
+    if stored.request_hash != digest or stored.order_id is None:
+        raise ApiError(
+            409, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request body",
+            {"idempotencyKey": key, "orderId": str(stored.order_id)},
+        )  # fmt: skip
+    return Placed(200, stored.response_body, stored.order_id, replayed=True)
 
 
 def _problem(loc: list[str], message: str) -> dict[str, Any]:
     return {"loc": loc, "msg": message, "type": "limit_exceeded"}
-
-
-def _constraint(error: IntegrityError) -> str | None:
-    diag = getattr(error.orig, "diag", None)
-    return getattr(diag, "constraint_name", None)

@@ -14,8 +14,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import Admin, DatabaseUrl, Enqueue, IdempotencyKey, Limit, Offset, Reader, SettingsDep, Writer
+from api.deps import (
+    Admin,
+    DatabaseUrl,
+    Enqueue,
+    IdempotencyKey,
+    IntakePool,
+    Limit,
+    Offset,
+    Reader,
+    SettingsDep,
+    Writer,
+)
 from api.intake import check_limits, place_order
 from api.views import order_detail, order_out
 from models.db import unit_of_work
@@ -41,19 +53,20 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "descrip
     responses={200: REPLAY, 400: {"model": ErrorBody}, 409: {"model": ErrorBody}, 413: {"model": ErrorBody}},
     summary="Place an order (requires Idempotency-Key)",
 )
-def create_order(
+async def create_order(
     request: Request, client: Writer, key: IdempotencyKey, body: OrderCreate, settings: SettingsDep,
-    database_url: DatabaseUrl, enqueue: Enqueue,
+    pool: IntakePool, enqueue: Enqueue,
 ) -> JSONResponse:  # fmt: skip
     """Price the order from the catalogue, write it as pending, start its saga; a repeated key replays."""
     check_limits(body, settings)
-    placed = place_order(database_url, client.id, key, body, settings.step_lease_s)
+    placed = await place_order(pool, client.id, key, body, settings.step_lease_s)
     headers = {"Location": f"/v1/orders/{placed.order_id}"}
     if placed.replayed:
         headers["Idempotent-Replayed"] = "true"
     else:
         request.app.state.metrics.orders_accepted.inc()
-        start_saga(enqueue, placed.order_id)
+        # Dramatiq's broker is synchronous: its Redis round trip runs on a worker thread, off the event loop.
+        await run_in_threadpool(start_saga, enqueue, placed.order_id)
     return JSONResponse(placed.body, status_code=placed.status, headers=headers)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from models.inventory import Product
 from models.orders import Order
 from models.saga import SagaStep
-from models.schemas import OrderDetail, OrderItemOut, OrderOut, ProductOut, TimelineEntry
+from models.schemas import OrderCreate, OrderDetail, OrderItemOut, OrderOut, ProductOut, TimelineEntry
 from models.status import OrderStatus
 
 
@@ -25,6 +27,23 @@ def order_out(order: Order) -> OrderOut:
         ],
         shipping_address=order.shipping_address,
         created_at=order.created_at,
+    )
+
+
+def placed_order_out(
+    order_id: uuid.UUID, body: OrderCreate, lines: Iterable[tuple[uuid.UUID, int, int]], created_at: datetime
+) -> OrderOut:
+    """The order intake is about to write, from the request and its (product, quantity, unit price) lines."""
+    items = [OrderItemOut(product_id=product, quantity=quantity, price=price) for product, quantity, price in lines]
+    return OrderOut(
+        id=order_id,
+        status=OrderStatus.PENDING,
+        user_id=body.user_id,
+        total_amount=sum(item.quantity * item.price for item in items),
+        currency=body.currency,
+        items=items,
+        shipping_address=body.shipping_address.model_dump(mode="json", by_alias=True),
+        created_at=created_at,
     )
 
 

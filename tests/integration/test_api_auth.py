@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.auth import local_secret, mint_token
+from scripts.localstack import free_port
 from tests.api_helpers import (
     OLD_SECRET,
     SECRET,
@@ -124,6 +125,20 @@ def test_a_token_without_the_scope_is_403_naming_the_scope_and_writes_nothing(ap
     assert_error(api.post("/v1/products", json={}, headers=auth()), 403, "FORBIDDEN")
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(api: TestClient) -> None:
+    # Given a token valid for two more seconds, accepted once (verified tokens are remembered per process)
+    short = mint_token(SECRET, "shop-1", ["orders:read"], ttl_s=2)
+    assert api.get("/v1/orders", headers=bearer(short)).status_code == 200
+
+    # When it is used again after its expiry
+    time.sleep(max(0.0, jwt.decode(short, options={"verify_signature": False})["exp"] - time.time()) + 0.1)
+    response = api.get("/v1/orders", headers=bearer(short))
+
+    # Then it is refused as expired
+    body = assert_error(response, 401, "UNAUTHORIZED")
+    assert "expired" in body["message"]
+
+
 def test_the_admin_scope_grants_every_scope(api: TestClient) -> None:
     assert api.get("/v1/orders", headers=bearer(token("admin"))).status_code == 200
 
@@ -152,6 +167,13 @@ def test_the_bucket_refills_with_time(servers: Servers, db_url: str, redis_clien
         third = api.get("/v1/orders", headers=auth()).status_code
 
     assert (first, second, third) == (200, 429, 200)
+
+
+def test_with_redis_unreachable_the_rate_limit_lets_requests_through(servers: Servers, db_url: str) -> None:
+    with api_client(db_url, f"redis://127.0.0.1:{free_port()}/0", rate_limit_per_s=0.1, rate_limit_burst=1) as api:
+        statuses = [api.get("/v1/orders", headers=auth()).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]
 
 
 def test_the_rate_limit_is_shared_by_every_app_on_the_same_redis(

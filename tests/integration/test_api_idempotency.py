@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
@@ -78,6 +79,20 @@ def test_the_same_key_with_a_different_body_is_409_and_writes_nothing(api: TestC
     body = assert_error(reused, 409, "IDEMPOTENCY_KEY_REUSED")
     assert body["details"]["orderId"] == first.json()["id"]
     assert row_counts(db_url) == before
+
+
+@pytest.mark.parametrize("problem", ["unknown product", "wrong price"])
+def test_a_used_key_answers_409_even_when_the_new_body_would_be_refused_422(
+    api: TestClient, db_url: str, problem: str
+) -> None:
+    product, key = make_product(db_url, price_cents=1250), new_key()
+    first = api.post("/v1/orders", json=order_body((product, 1, 1250)), headers=auth(key=key))
+    line = (uuid.uuid4(), 1, 1250) if problem == "unknown product" else (product, 1, 999)
+
+    reused = api.post("/v1/orders", json=order_body(line), headers=auth(key=key))
+
+    body = assert_error(reused, 409, "IDEMPOTENCY_KEY_REUSED")
+    assert body["details"]["orderId"] == first.json()["id"]
 
 
 def test_keys_belong_to_one_client_so_two_clients_may_use_the_same_key(api: TestClient, db_url: str) -> None:

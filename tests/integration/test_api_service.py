@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,18 @@ def test_a_request_with_postgres_down_is_503_service_unavailable(servers: Server
 
     with api_client(down, servers.redis_url) as api:
         response = api.get("/v1/orders", headers=auth())
+
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_an_order_posted_with_postgres_down_is_503_service_unavailable(servers: Servers, db_url: str) -> None:
+    # Intake writes through its own async pool, which waits a few seconds for a connection before giving up.
+    down = make_url(db_url).set(port=free_port()).render_as_string(hide_password=False)
+    body = order_body((uuid.uuid4(), 1, 1250))
+
+    with api_client(down, servers.redis_url) as api:
+        response = api.post("/v1/orders", json=body, headers=auth(key=new_key()))
 
     assert_error(response, 503, "SERVICE_UNAVAILABLE")
     assert response.headers["Retry-After"] == "1"
