@@ -57,7 +57,11 @@ def intake_run(config: BenchConfig, target: Target, repetition: int) -> dict[str
 
 
 async def open_loop(base: str, request: intake_load.Request, rate: float, seconds: float) -> intake_load.Result:
-    """Send at `rate` per second whatever the answers do; latency counts from each request's scheduled time."""
+    """Send at `rate` per second whatever the answers do; latency counts from each request's scheduled time.
+
+    One dispatcher starts each request at its time. Making all the tasks up front stalled the client for
+    longer than the first requests' head start, and that stall was counted as their latency.
+    """
     result = intake_load.Result(f"open loop {rate:.0f}/s", seconds)
     total = max(1, int(rate * seconds))
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
@@ -65,20 +69,31 @@ async def open_loop(base: str, request: intake_load.Request, rate: float, second
         loop = asyncio.get_running_loop()
 
         async def one(n: int, scheduled: float, record: bool) -> None:
-            await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            response = await request(client, n)
+            try:
+                ok = (await request(client, n)).status_code < 300
+            except httpx.TransportError:  # e.g. the server closed a keep-alive connection as it was reused
+                ok = False
             if not record:
                 return
-            if response.status_code < 300:
+            if ok:
                 result.latencies.append(loop.time() - scheduled)
             else:
                 result.errors += 1
 
+        async def at_rate(first: int, count: int, record: bool) -> float:
+            """Requests first .. first+count-1 at `rate`, all answered; returns when the first was due."""
+            start, started = loop.time(), []
+            for n in range(count):
+                scheduled = start + n / rate
+                await asyncio.sleep(max(0.0, scheduled - loop.time()))
+                started.append(asyncio.create_task(one(first + n, scheduled, record)))
+            await asyncio.gather(*started)
+            return start
+
         # One second at the same rate first, unrecorded, so the client has its connections open.
-        warm, start = max(1, int(rate)), loop.time() + 0.05
-        await asyncio.gather(*(one(n, start + n / rate, False) for n in range(warm)))
-        start = loop.time() + 0.05
-        await asyncio.gather(*(one(warm + n, start + n / rate, True) for n in range(total)))
+        warm = max(1, int(rate))
+        await at_rate(0, warm, record=False)
+        start = await at_rate(warm, total, record=True)
         result.seconds = max(seconds, loop.time() - start)
     return result
 
