@@ -49,23 +49,18 @@ def refund_key(order: LockedOrder) -> str:
 
 def open_charge(database_url: str, order: LockedOrder) -> tuple[LedgerEntry, bool]:
     """The order's payment row, created as `started` if new; returns (row, created_now)."""
-    new_row = (
-        insert(PAYMENTS)
-        .values(
-            order_id=order.id,
-            idempotency_key=charge_key(order),
-            amount_cents=order.total_cents,
-            currency=order.currency,
-            status=PaymentStatus.STARTED.value,
-        )  # fmt: skip
-        .on_conflict_do_nothing(index_elements=["order_id"])
-        .returning(*_COLUMNS)
-    )
+    new_row = {
+        "order_id": order.id, "idempotency_key": charge_key(order), "amount_cents": order.total_cents,
+        "currency": order.currency, "status": PaymentStatus.STARTED.value,
+    }  # fmt: skip
     with transaction(database_url) as connection:
-        created = connection.execute(new_row).first()
+        created = connection.execute(_OPEN, new_row).first()
         if created is not None:  # the common case: one statement, no read-back
             return LedgerEntry(*created), True
-        return find(connection, order.id, lock=False) or _missing(order.id), False
+        existing = find(connection, order.id, lock=False)
+    if existing is None:
+        raise RuntimeError(f"the payment row of order {order.id} conflicted but cannot be read back")
+    return existing, False
 
 
 def find(connection: Connection, order_id: uuid.UUID, *, lock: bool) -> LedgerEntry | None:
@@ -79,11 +74,12 @@ def write(connection: Connection, entry: LedgerEntry, **values: object) -> None:
     connection.execute(_WRITE, {"payment_id": entry.id, **values})
 
 
+def charged(connection: Connection, entry: LedgerEntry, intent_id: str) -> None:
+    """Record the provider's successful charge inside the caller's transaction."""
+    write(connection, entry, status=PaymentStatus.SUCCEEDED.value, intent_id=intent_id)
+
+
 def mark(database_url: str, entry: LedgerEntry, status: PaymentStatus, error: str | None = None) -> None:
     """Record an outcome that must survive the step's rollback (in doubt, declined)."""
     with transaction(database_url) as connection:
         write(connection, entry, status=status.value, error=error[:1000] if error else None)
-
-
-def _missing(order_id: uuid.UUID) -> LedgerEntry:
-    raise RuntimeError(f"the payment row of order {order_id} conflicted but cannot be read back")

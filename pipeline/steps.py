@@ -79,7 +79,7 @@ def charge_payment(connection: Connection, order: LockedOrder, adapters: Adapter
         # An earlier attempt may have charged and lost the answer: look before charging again.
         found = adapters.payments.find_charge(order_id=str(order.id), intent_id=payment.intent_id)
         if found and found.status == "succeeded":
-            ledger.write(connection, payment, status=PaymentStatus.SUCCEEDED.value, intent_id=found.intent_id)
+            ledger.charged(connection, payment, found.intent_id)
             return
     try:
         charge = adapters.payments.charge(
@@ -95,7 +95,7 @@ def charge_payment(connection: Connection, order: LockedOrder, adapters: Adapter
     if charge.status != "succeeded":
         ledger.mark(adapters.database_url, payment, PaymentStatus.DECLINED, f"intent {charge.status}")
         raise PaymentDeclined(f"the payment ended {charge.status}", intent_id=charge.intent_id)
-    ledger.write(connection, payment, status=PaymentStatus.SUCCEEDED.value, intent_id=charge.intent_id)
+    ledger.charged(connection, payment, charge.intent_id)
 
 
 def confirm(connection: Connection, order: LockedOrder, adapters: Adapters) -> None:
@@ -139,7 +139,7 @@ def refund_payment(connection: Connection, order: LockedOrder, adapters: Adapter
             ledger.write(connection, payment, status=PaymentStatus.DECLINED.value, error=error)
             return False
         intent_id = found.intent_id
-        ledger.write(connection, payment, status=PaymentStatus.SUCCEEDED.value, intent_id=intent_id)
+        ledger.charged(connection, payment, intent_id)
     if payment.refunded_cents >= payment.amount_cents:
         return False
     assert intent_id is not None  # a succeeded payment always has one (CHECK constraint)
