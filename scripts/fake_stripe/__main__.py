@@ -1,4 +1,4 @@
-"""`python -m scripts.fake_stripe --port 12111`: serve the fake Stripe, faults from FAKE_STRIPE_* env vars."""
+"""`python -m scripts.fake_stripe --port 12111`: serve the fake Stripe, faults and webhooks from FAKE_STRIPE_* vars."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 
 from .faults import Faults
 from .server import serve
+from .webhooks import WebhookTarget
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=12111)
     args = parser.parse_args(argv)
-    serve(args.host, args.port, Faults.from_env(os.environ))
+    serve(args.host, args.port, Faults.from_env(os.environ), WebhookTarget.from_env(os.environ))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""The Starlette app: Stripe's /v1 routes over the in-memory Store, plus /_control for tests."""
+"""The Starlette app: Stripe's /v1 routes over the in-memory Store, plus /_control for tests and dashboards."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -14,11 +14,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import charges, intents, refunds
+from .account import Account
+from .dashboard import Control, control_routes
+from .events import EventBus
 from .faults import Fault, FaultInjector, Faults
 from .objects import Json, Reply, decode_form, error_body, new_id
+from .settling import Ticker
 from .state import Store
+from .webhooks import WebhookTarget
 
-Handler = Callable[[Store, Json, dict[str, Any]], Reply]
+Handler = Callable[[Account, Json, dict[str, Any]], Reply]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _UNAUTHORIZED = error_body(
@@ -27,6 +33,18 @@ _UNAUTHORIZED = error_body(
 )
 _SERVER_ERROR = error_body("api_error", "Sorry, something went wrong on our end. (injected fault)")
 _RATE_LIMITED = error_body("invalid_request_error", "Request rate limit exceeded. (injected fault)", code="rate_limit")
+
+V1: list[tuple[str, str, Handler]] = [
+    ("/v1/payment_intents", "POST", lambda a, p, _: intents.create_intent(a, p)),
+    ("/v1/payment_intents/search", "GET", lambda a, p, _: intents.search_intents(a, p)),
+    ("/v1/payment_intents/{id}", "GET", lambda a, p, r: intents.retrieve_intent(a, r["id"], p)),
+    ("/v1/payment_intents/{id}/confirm", "POST", lambda a, p, r: intents.confirm_intent(a, r["id"], p)),
+    ("/v1/payment_intents/{id}/cancel", "POST", lambda a, p, r: intents.cancel_intent(a, r["id"], p)),
+    ("/v1/charges/{id}", "GET", lambda a, p, r: charges.retrieve_charge(a, r["id"])),
+    ("/v1/refunds", "POST", lambda a, p, _: refunds.create_refund(a, p)),
+    ("/v1/refunds", "GET", lambda a, p, _: refunds.list_refunds(a, p)),
+    ("/v1/refunds/{id}", "GET", lambda a, p, r: refunds.retrieve_refund(a, r["id"])),
+]
 
 
 def _api_key(request: Request) -> str | None:
@@ -47,7 +65,7 @@ def _json(status: int, body: Json) -> Response:
 
 
 def _stripe_route(path: str, method: str, handler: Handler, store: Store, injector: FaultInjector) -> Route:
-    """Wrap a Store operation with Stripe's auth, idempotency headers and the injected faults."""
+    """Wrap an account operation with Stripe's auth, idempotency headers and the injected faults."""
 
     async def endpoint(request: Request) -> Response:
         api_key = _api_key(request)
@@ -69,9 +87,8 @@ def _stripe_route(path: str, method: str, handler: Handler, store: Store, inject
             return _json(400, error_body("invalid_request_error", str(exc), code="parameter_invalid_string"))
         idem_key = request.headers.get("idempotency-key") if method == "POST" else None
         fingerprint = (method, request.url.path, tuple(sorted(pairs)))
-        status, body, replayed = store.execute(
-            api_key, idem_key, fingerprint, lambda: handler(store, params, dict(request.path_params))
-        )
+        args = dict(request.path_params)
+        status, body, replayed = store.execute(api_key, idem_key, fingerprint, lambda acct: handler(acct, params, args))
         if fault is Fault.TIMEOUT:  # the effect above is applied; the caller never hears about it
             await _stall(request, faults.timeout_delay_s)
         headers = {"Request-Id": new_id("req"), "Stripe-Version": request.headers.get("stripe-version", "")}
@@ -90,44 +107,27 @@ async def _unknown_route(request: Request, exc: Exception) -> Response:
     return _json(status, error_body("invalid_request_error", msg))
 
 
-def create_app(faults: Faults | None = None) -> Starlette:
-    """A Stripe-compatible app with its own empty state; `faults` are also what /_control/reset restores."""
-    store, injector, initial = Store(), FaultInjector(faults), faults or Faults()
+def create_app(faults: Faults | None = None, webhooks: WebhookTarget | None = None) -> Starlette:
+    """A Stripe-compatible app with its own empty state; `faults` and `webhooks` are what /_control/reset restores."""
+    injector = FaultInjector(faults)
+    bus = EventBus(lambda: injector.faults, webhooks)
+    store = Store(injector, bus)
+    ticker = Ticker(store.tick)
 
-    async def set_faults(request: Request) -> Response:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        bus.start()
+        ticker.start()
         try:
-            injector.configure(Faults.from_mapping(json.loads(await request.body() or b"{}"), injector.faults))
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse(injector.faults.to_dict())
+            yield
+        finally:
+            await asyncio.to_thread(ticker.stop)
+            await asyncio.to_thread(bus.stop)
 
-    async def get_faults(request: Request) -> Response:
-        return JSONResponse(injector.faults.to_dict())
-
-    async def reset(request: Request) -> Response:
-        store.reset()
-        injector.configure(initial)
-        return JSONResponse({"reset": True, "faults": initial.to_dict()})
-
-    async def ledger(request: Request) -> Response:
-        return JSONResponse(store.ledger())
-
-    v1: list[tuple[str, str, Handler]] = [
-        ("/v1/payment_intents", "POST", lambda s, p, _: s.create_intent(p)),
-        ("/v1/payment_intents/search", "GET", lambda s, p, _: s.search_intents(p)),
-        ("/v1/payment_intents/{id}", "GET", lambda s, p, a: (200, s.intent(a["id"]))),
-        ("/v1/payment_intents/{id}/confirm", "POST", lambda s, p, a: s.confirm_intent(a["id"], p)),
-        ("/v1/refunds", "POST", lambda s, p, _: s.create_refund(p)),
-        ("/v1/refunds", "GET", lambda s, p, _: s.list_refunds(p)),
-        ("/v1/refunds/{id}", "GET", lambda s, p, a: s.refund(a["id"])),
-    ]
-    routes = [_stripe_route(path, method, handler, store, injector) for path, method, handler in v1]
-    routes += [
-        Route("/_control/faults", set_faults, methods=["POST"]),
-        Route("/_control/faults", get_faults, methods=["GET"]),
-        Route("/_control/reset", reset, methods=["POST"]),
-        Route("/_control/ledger", ledger, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes, exception_handlers={404: _unknown_route, 405: _unknown_route})
-    app.state.store, app.state.injector = store, injector
+    control = Control(store, injector, bus, faults or Faults(), webhooks)
+    routes = [_stripe_route(path, method, handler, store, injector) for path, method, handler in V1]
+    routes += control_routes(control)
+    handlers = {404: _unknown_route, 405: _unknown_route}
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.store, app.state.injector, app.state.bus = store, injector, bus
     return app

@@ -76,6 +76,7 @@ class Outcome:
     code: str | None = None
     decline_code: str | None = None
     message: str = ""
+    authenticates: bool = False  # the issuer always asks for 3-D Secure first
 
     @property
     def succeeds(self) -> bool:
@@ -91,7 +92,11 @@ TEST_PAYMENT_METHODS: dict[str, Outcome] = {
         "card_declined", "insufficient_funds", "Your card has insufficient funds."
     ),
     "pm_card_chargeDeclinedExpiredCard": Outcome("expired_card", "expired_card", "Your card has expired."),
+    "pm_card_authenticationRequired": Outcome(authenticates=True),
 }
+_AUTHENTICATE = "Your card was declined. This transaction requires authentication."
+AUTHENTICATION_REQUIRED = Outcome("authentication_required", "authentication_required", _AUTHENTICATE)
+PROCESSING_DECLINED = Outcome("card_declined", "generic_decline", "Your card was declined.")
 
 _BRANDS = {"pm_card_mastercard": "mastercard", "pm_card_amex": "amex"}
 
@@ -138,8 +143,8 @@ def intent_object(amount: int, currency: str, pm: str | None, meta: dict[str, st
     }
 
 
-def refund_object(pi: Json, amount: int, meta: dict[str, str], reason: Any) -> Json:
-    """A succeeded refund of `amount` against the PaymentIntent's latest charge."""
+def refund_object(pi: Json, amount: int, meta: dict[str, str], reason: Any, status: str = "succeeded") -> Json:
+    """A refund of `amount` against the PaymentIntent's latest charge."""
     return {
         "id": new_id("re"),
         "object": "refund",
@@ -148,8 +153,9 @@ def refund_object(pi: Json, amount: int, meta: dict[str, str], reason: Any) -> J
         "charge": pi["latest_charge"],
         "created": now(),
         "currency": pi["currency"],
+        "failure_reason": None,
         "metadata": meta,
         "payment_intent": pi["id"],
         "reason": reason,
-        "status": "succeeded",
+        "status": status,
     }

@@ -31,7 +31,8 @@ INTENT_PARAMS = frozenset(
     "allowed_payment_method_types error_on_requires_action capture_method confirmation_method customer "
     "receipt_email return_url statement_descriptor expand".split()
 )
-CONFIRM_PARAMS = frozenset("payment_method return_url expand".split())
+CONFIRM_PARAMS = frozenset("payment_method return_url error_on_requires_action expand".split())
+CANCEL_PARAMS = frozenset("cancellation_reason expand".split())
 REFUND_PARAMS = frozenset("payment_intent charge amount reason metadata expand".split())
 _CLAUSE = re.compile(
     r"""(?:metadata\[(?P<q1>['"])(?P<key>(?:\\.|(?!(?P=q1)).)*)(?P=q1)\]|(?P<field>[a-z_]+))"""

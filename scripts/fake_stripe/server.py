@@ -15,24 +15,31 @@ import uvicorn
 
 from .app import create_app
 from .faults import Faults
+from .webhooks import WebhookTarget
+
+Json = dict[str, Any]
 
 
-def serve(host: str = "127.0.0.1", port: int = 12111, faults: Faults | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 12111, faults: Faults | None = None, webhooks: WebhookTarget | None = None
+) -> None:
     """Run the server until interrupted."""
-    uvicorn.run(create_app(faults), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(faults, webhooks), host=host, port=port, log_level="warning")
 
 
 class FakeStripeServer:
     """The fake Stripe on a free loopback port, in a background thread, with helpers for its control API."""
 
-    def __init__(self, faults: Faults | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, faults: Faults | None = None, host: str = "127.0.0.1", webhooks: WebhookTarget | None = None
+    ) -> None:
         # IPPROTO_TCP spelled out: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP, and
         # without it every keep-alive request pays a ~40 ms Nagle / delayed-ACK stall.
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, 0))
         self.url = f"http://{host}:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(faults), log_level="warning", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(create_app(faults, webhooks), log_level="warning", timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
@@ -69,16 +76,56 @@ class FakeStripeServer:
             with error:
                 raise ValueError(f"{method} {path} -> {error.code}: {error.read().decode()}") from None
 
-    def set_faults(self, **settings: float) -> dict[str, Any]:
-        """Change fault settings (error_rate, rate_limit_rate, timeout_rate, latency_ms, timeout_delay_s, seed)."""
-        result: dict[str, Any] = self._control("POST", "/_control/faults", settings)
+    def set_faults(self, **settings: float) -> Json:
+        """Change fault and behaviour settings (any field of `Faults`); returns all of them."""
+        result: Json = self._control("POST", "/_control/faults", settings)
         return result
 
     def reset(self) -> None:
-        """Drop all objects and idempotency keys, and restore the start-up faults."""
+        """Drop all objects, events and idempotency keys; restore the start-up faults and webhook target."""
         self._control("POST", "/_control/reset", {})
 
-    def ledger(self) -> list[dict[str, Any]]:
-        """Every PaymentIntent the server holds, with amount_received and amount_refunded."""
-        result: list[dict[str, Any]] = self._control("GET", "/_control/ledger")
+    def ledger(self) -> list[Json]:
+        """Every PaymentIntent the server holds, with what it received, refunded and lost to disputes."""
+        result: list[Json] = self._control("GET", "/_control/ledger")
+        return result
+
+    def configure_webhooks(self, url: str, secret: str) -> Json:
+        """Forward every new event, signed with `secret`, to `url` (as `stripe listen --forward-to` does)."""
+        result: Json = self._control("POST", "/_control/webhooks", {"url": url, "secret": secret})
+        return result
+
+    def disable_webhooks(self) -> None:
+        """Stop forwarding events (pending deliveries are dropped; events are still recorded)."""
+        self._control("DELETE", "/_control/webhooks")
+
+    def refund_from_dashboard(self, intent_id: str, amount: int | None = None, status: str | None = None) -> Json:
+        """Refund as the dashboard does (all that is left by default); `status` forces succeeded or pending."""
+        body: Json = {"payment_intent": intent_id, "amount": amount, "status": status}
+        result: Json = self._control("POST", "/_control/refunds", {k: v for k, v in body.items() if v is not None})
+        return result
+
+    def open_dispute(self, intent_id: str, reason: str = "fraudulent") -> Json:
+        """The cardholder's bank disputes the intent's charge; returns the dispute (needs_response)."""
+        result: Json = self._control("POST", "/_control/disputes", {"payment_intent": intent_id, "reason": reason})
+        return result
+
+    def close_dispute(self, dispute_id: str, status: str) -> Json:
+        """Close a dispute as `won` or `lost` (a lost one withdraws its amount)."""
+        result: Json = self._control("POST", f"/_control/disputes/{dispute_id}/close", {"status": status})
+        return result
+
+    def settle_intent(self, intent_id: str, outcome: str) -> Json:
+        """End a processing (or requires_action) intent now as `succeeded` or `failed`; returns the intent."""
+        result: Json = self._control("POST", f"/_control/intents/{intent_id}/settle", {"outcome": outcome})
+        return result
+
+    def settle_refund(self, refund_id: str, outcome: str) -> Json:
+        """End a pending refund now as `succeeded` or `failed`; returns the refund."""
+        result: Json = self._control("POST", f"/_control/refunds/{refund_id}/settle", {"outcome": outcome})
+        return result
+
+    def events(self) -> list[Json]:
+        """Every event emitted since the last reset, oldest first, each with its `delivery` state."""
+        result: list[Json] = self._control("GET", "/_control/events")
         return result
