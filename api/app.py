@@ -82,7 +82,8 @@ def create_app(settings: Settings | None = None, enqueue: Callable[[str], None] 
     app.state.enqueue = enqueue
     install_error_handlers(app)
     # Added last = runs first: the request context wraps the body limit, which wraps routing.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    webhook_limit = {f"{webhooks.router.prefix}/": settings.max_webhook_body_bytes}  # Stripe's events run large
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, limits=webhook_limit)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     # The routers carry their whole /v1/... prefix, so a matched route's path is its full template (metrics label).
     for router in (orders.router, products.router):

@@ -1,4 +1,4 @@
-"""Placing an order: limits, catalogue pricing and the idempotency ledger, written in one transaction.
+"""Placing an order: limits, catalogue pricing, the minimum charge and the idempotency ledger, in one transaction.
 
 Plain SQL on the intake's async psycopg pool (api/database.py), four round trips on the happy path: BEGIN,
 one SELECT (the catalogue prices and the transaction's clock), one INSERT statement (key row, order and
@@ -20,6 +20,7 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from api.charge_minimums import minimum_charge
 from api.errors import ApiError
 from api.intake_sql import INSERT_ORDER, KEY_ROW, PRICES
 from api.views import placed_order_out
@@ -102,6 +103,7 @@ async def insert_new(
     async with connection.transaction():
         now, catalogue = await prices(connection, body)
         lines = priced_lines(body, catalogue)
+        check_chargeable(body.currency, lines)
         assert now is not None  # priced lines come from at least one catalogue row
         order_id = uuid.uuid4()
         document = placed_order_out(order_id, body, lines, now).model_dump(mode="json")
@@ -141,6 +143,14 @@ def priced_lines(body: OrderCreate, catalogue: dict[uuid.UUID, tuple[int, str]])
     if wrong:
         raise ApiError(422, "PRICE_MISMATCH", "item prices differ from the catalogue", {"items": wrong})
     return [Line(item.product_id, item.quantity, catalogue[item.product_id][0]) for item in body.items]
+
+
+def check_chargeable(currency: str, lines: list[Line]) -> None:
+    """422 AMOUNT_TOO_SMALL if the priced total is under the provider's minimum charge in the currency."""
+    total, minimum = sum(line.quantity * line.unit_price_cents for line in lines), minimum_charge(currency)
+    if total < minimum:
+        raise ApiError(422, "AMOUNT_TOO_SMALL", f"an order in {currency} must total at least {minimum} minor units",
+                       {"minimumAmount": minimum, "currency": currency, "totalAmount": total})  # fmt: skip
 
 
 async def insert_order(

@@ -1,10 +1,11 @@
-"""ASGI middleware: request ids, access log and metrics around every request, and the body size limit."""
+"""ASGI middleware: request ids, access log and metrics around every request, and the body size limits."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections.abc import Mapping
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -32,6 +33,12 @@ def route_template(scope: Scope) -> str:
     """The matched route's path template (bounded label values), never the raw path."""
     route = scope.get("route")
     return str(getattr(route, "path", UNMATCHED_ROUTE))
+
+
+def route_path(scope: Scope) -> str:
+    """The path as routing matches it: without the root path the app is mounted under."""
+    path, root = str(scope["path"]), str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(f"{root}/") else path
 
 
 class RequestContextMiddleware:
@@ -76,19 +83,28 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Reads at most max_bytes of a request body before the app sees it; a larger body gets 413 unread."""
+    """Reads at most the path's limit of a request body before the app sees it; a larger body gets 413 unread.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `limits` gives paths under a prefix (ending in "/") their own limit, the longest prefix winning; every other
+    path gets `max_bytes`.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = sorted((limits or {}).items(), key=lambda item: len(item[0]), reverse=True)
+
+    def limit_of(self, path: str) -> int:
+        return next((limit for prefix, limit in self.limits if path.startswith(prefix)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_of(route_path(scope))
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared.isdigit() and int(declared) > max_bytes:
+            await _too_large(max_bytes, scope, receive, send)
             return
         chunks: list[bytes] = []
         size, more = 0, True
@@ -99,14 +115,15 @@ class BodyLimitMiddleware:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
+            if size > max_bytes:
+                await _too_large(max_bytes, scope, receive, send)
                 return
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"the request body is larger than {self.max_bytes} bytes"
-        await error_response(413, "PAYLOAD_TOO_LARGE", message, {"maxBytes": self.max_bytes})(scope, receive, send)
+
+async def _too_large(max_bytes: int, scope: Scope, receive: Receive, send: Send) -> None:
+    message = f"the request body is larger than {max_bytes} bytes"
+    await error_response(413, "PAYLOAD_TOO_LARGE", message, {"maxBytes": max_bytes})(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

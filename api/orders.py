@@ -44,13 +44,25 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 REPLAY = {"model": OrderOut, "description": "A replay: this Idempotency-Key already placed this order."}
 UserFilter = Annotated[str | None, Query(alias="userId", max_length=64, pattern=PLAIN_TEXT_PATTERN)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "ORDER_NOT_FOUND"}}
+UNPLACEABLE = {
+    "model": ErrorBody,
+    "description": "VALIDATION_ERROR, PRODUCT_NOT_FOUND, CURRENCY_MISMATCH, PRICE_MISMATCH, or AMOUNT_TOO_SMALL: the"
+    " catalogue-priced total is under the payment provider's minimum charge for the currency (details: minimumAmount,"
+    " currency, totalAmount, in minor units)",
+}
 
 
 @router.post(
     "",
     status_code=201,
     response_model=OrderOut,
-    responses={200: REPLAY, 400: {"model": ErrorBody}, 409: {"model": ErrorBody}, 413: {"model": ErrorBody}},
+    responses={
+        200: REPLAY,
+        400: {"model": ErrorBody},
+        409: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        422: UNPLACEABLE,
+    },
     summary="Place an order (requires Idempotency-Key)",
 )
 async def create_order(

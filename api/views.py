@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from api.public_errors import public_last_error, public_message
 from models.inventory import Product
 from models.orders import Order
 from models.saga import SagaStep
@@ -48,24 +49,25 @@ def placed_order_out(
 
 
 def order_detail(order: Order, steps: Sequence[SagaStep]) -> OrderDetail:
-    """An order with its saga position and timeline."""
+    """An order with its saga position and timeline; errors as codes and safe sentences, never the raw text."""
     return OrderDetail(
         **order_out(order).model_dump(by_alias=False),
         updated_at=order.updated_at,
         cancel_reason=order.cancel_reason,
-        last_error=order.last_error,
+        last_error=public_last_error(order.last_error, order.cancel_reason),
         timeline=[timeline_entry(step) for step in steps],
     )
 
 
 def timeline_entry(step: SagaStep) -> TimelineEntry:
+    """One attempt; its error_message (exception text, operator notes) stays in the database for operators."""
     return TimelineEntry(
         step=step.step,
         kind=step.kind,
         attempt=step.attempt,
         outcome=step.outcome,
         error_code=step.error_code,
-        error_message=step.error_message,
+        error_message=public_message(step.error_code) if step.error_code else None,
         started_at=step.started_at,
         finished_at=step.finished_at,
         duration_ms=step.duration_ms,
