@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamps, UUIDKey
-from models.status import PaymentStatus, sql_in
+from models.status import PaymentStatus, RefundOrigin, RefundStatus, sql_in
 
 
 class Payment(UUIDKey, Timestamps, Base):
@@ -31,7 +31,28 @@ class Payment(UUIDKey, Timestamps, Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), server_default=PaymentStatus.STARTED.value)
+    # The sum of the refunds the provider reports `succeeded` (kept by pipeline.refund_ledger, never set directly).
     refunded_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    refund_idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
-    refund_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(String(1000))
+    # The latest dispute on the charge, as the provider reported it (needs_response, under_review, won, lost, ...).
+    dispute_id: Mapped[str | None] = mapped_column(String(255))
+    dispute_status: Mapped[str | None] = mapped_column(String(32))
+
+
+class Refund(UUIDKey, Timestamps, Base):
+    """One refund of an order's charge at the provider, with the status the provider last reported."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint(f"status {sql_in(RefundStatus)}", name="status_known"),
+        CheckConstraint(f"origin {sql_in(RefundOrigin)}", name="origin_known"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+    )
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), index=True)
+    provider_refund_id: Mapped[str] = mapped_column(String(255), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[str] = mapped_column(String(8))
+    failure_reason: Mapped[str | None] = mapped_column(String(255))

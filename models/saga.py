@@ -106,4 +106,6 @@ class Shipment(UUIDKey, Base):
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
     carrier: Mapped[str] = mapped_column(String(40))
     tracking_number: Mapped[str] = mapped_column(String(100))
+    # The carrier's own id of the shipment (its records are the truth; see pipeline.carrier).
+    carrier_shipment_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -33,12 +33,34 @@ class ReservationStatus(StrEnum):
 
 
 class PaymentStatus(StrEnum):
-    """The charge as we know it; `in_doubt` means the provider's answer never reached us."""
+    """The charge as we know it.
+
+    `in_doubt`: the provider's answer never reached us; `pending`: the provider holds the intent in a
+    non-final state (`processing`) that a webhook or a later look settles.
+    """
 
     STARTED = "started"
     IN_DOUBT = "in_doubt"
+    PENDING = "pending"
     SUCCEEDED = "succeeded"
     DECLINED = "declined"
+
+
+class RefundStatus(StrEnum):
+    """A refund as the provider reports it; only `succeeded` means the money went back."""
+
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class RefundOrigin(StrEnum):
+    """Who asked for a refund: the saga's compensation, or someone outside it (the dashboard, support)."""
+
+    SAGA = "saga"
+    OUTSIDE = "outside"
 
 
 class StepKind(StrEnum):

@@ -7,7 +7,7 @@ from sqlalchemy import Table
 from models.base import Base
 from models.inventory import Product, Reservation
 from models.orders import Order, OrderLine
-from models.payments import Payment
+from models.payments import Payment, Refund
 from models.saga import IdempotencyKey, LocalDelivery, Notification, SagaStep, Shipment, WebhookEvent
 
 
@@ -20,6 +20,7 @@ def _table(model: type[Base]) -> Table:
 ORDERS = _table(Order)
 ORDER_LINES = _table(OrderLine)
 PAYMENTS = _table(Payment)
+REFUNDS = _table(Refund)
 LOCAL_DELIVERIES = _table(LocalDelivery)
 PRODUCTS = _table(Product)
 RESERVATIONS = _table(Reservation)
@@ -34,6 +35,7 @@ __all__ = [
     "ORDER_LINES",
     "PAYMENTS",
     "PRODUCTS",
+    "REFUNDS",
     "RESERVATIONS",
     "SHIPMENTS",
     "TIMELINE",
@@ -45,6 +47,7 @@ __all__ = [
     "OrderLine",
     "Payment",
     "Product",
+    "Refund",
     "Reservation",
     "SagaStep",
     "Shipment",

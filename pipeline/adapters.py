@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from pipeline.carrier import HttpCarrier
 from pipeline.config import LOCAL_STRIPE_KEY, Settings, get_settings
 from pipeline.local_providers import LocalRecorder
 from pipeline.notify import LocalNotifier, Notifier
 from pipeline.payments import StripePayments
-from pipeline.shipping import LocalShipper, Shipper
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Adapters:
     database_url: str
     payments: StripePayments
     notifier: Notifier
-    shipper: Shipper
+    carrier: HttpCarrier
     lease_s: float
 
 
@@ -30,11 +30,15 @@ def build_adapters(settings: Settings) -> Adapters:
     key = settings.stripe_api_key.get_secret_value()
     if settings.stripe_api_base is None and key == LOCAL_STRIPE_KEY:
         raise RuntimeError("STRIPE_API_KEY is the local placeholder but STRIPE_API_BASE is unset (real Stripe)")
+    if settings.carrier_api_base is None:
+        raise RuntimeError("CARRIER_API_BASE is not set: start workers through `orderctl demo`, or set it")
     return Adapters(
         database_url=settings.database_url,
         payments=StripePayments(key, settings.stripe_api_base, settings.stripe_timeout_s),
         notifier=LocalNotifier(LocalRecorder(settings.database_url, "notifier", settings.notify_fault_rate)),
-        shipper=LocalShipper(LocalRecorder(settings.database_url, "shipper", settings.ship_fault_rate)),
+        carrier=HttpCarrier(
+            settings.carrier_api_base, settings.carrier_api_key.get_secret_value(), settings.carrier_timeout_s
+        ),
         lease_s=settings.step_lease_s,
     )
 

@@ -1,13 +1,20 @@
-"""The ledger checks behind the invariants: run on any database, optionally against the provider's records."""
+"""The ledger checks behind the invariants: run on any database, optionally against the providers' own records.
+
+Names starting with INFO are findings a person should know about but that break no invariant (a refund made
+from the dashboard after the goods left); `violations_only` leaves them out.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 from sqlalchemy import text
 
 from models.db import engine_for
+
+INFO = "(info) "
+LIVE_SHIPMENT = ("created", "picked_up")
 
 CHECKS = {
     "order not terminal": "SELECT id FROM orders WHERE status NOT IN ('shipped', 'cancelled', 'needs_attention')",
@@ -22,11 +29,17 @@ CHECKS = {
         GROUP BY p.id, p.shipped HAVING p.shipped <> COALESCE(SUM(r.quantity), 0)""",
     "shipped order not paid in full": """
         SELECT o.id FROM orders o LEFT JOIN payments p ON p.order_id = o.id
-        WHERE o.status = 'shipped' AND (p.status IS DISTINCT FROM 'succeeded' OR p.refunded_cents <> 0
-              OR p.amount_cents <> o.total_cents)""",
+        WHERE o.status = 'shipped' AND (p.status IS DISTINCT FROM 'succeeded' OR p.amount_cents <> o.total_cents)""",
+    "shipped and refunded by the saga": """
+        SELECT DISTINCT o.id FROM orders o JOIN payments p ON p.order_id = o.id JOIN refunds r ON r.payment_id = p.id
+        WHERE o.status = 'shipped' AND r.origin = 'saga' AND r.status IN ('succeeded', 'pending', 'requires_action')""",
     "cancelled order kept money": """
         SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
-        WHERE o.status = 'cancelled' AND p.status = 'succeeded' AND p.refunded_cents <> p.amount_cents""",
+        WHERE o.status = 'cancelled' AND p.status = 'succeeded' AND p.refunded_cents <> p.amount_cents
+              AND p.dispute_status IS DISTINCT FROM 'lost'""",
+    "finished order with an unsettled payment": """
+        SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
+        WHERE o.status IN ('shipped', 'cancelled') AND p.status IN ('started', 'in_doubt', 'pending')""",
     "cancelled order holds stock": """
         SELECT DISTINCT o.id FROM orders o JOIN reservations r ON r.order_id = o.id
         WHERE o.status = 'cancelled' AND r.status <> 'released'""",
@@ -35,18 +48,30 @@ CHECKS = {
     "delivered more than once per key": """
         SELECT order_id FROM local_deliveries GROUP BY order_id, provider, payload->>'kind'
         HAVING COUNT(*) > 1""",
+    INFO + "refunded or disputed outside the saga after shipment": """
+        SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
+        WHERE o.status = 'shipped' AND (p.dispute_id IS NOT NULL OR EXISTS (
+            SELECT 1 FROM refunds r WHERE r.payment_id = p.id AND r.origin = 'outside'))""",
 }
+_REFUNDS = "SELECT provider_refund_id, status FROM refunds"
 
 
-def audit(database_url: str, provider_ledger: list[dict[str, Any]] | None = None) -> dict[str, list[str]]:
+def audit(
+    database_url: str,
+    provider_ledger: list[dict[str, Any]] | None = None,
+    carrier_ledger: list[dict[str, Any]] | None = None,
+) -> dict[str, list[str]]:
     """Violations by check name (empty lists when all is well)."""
     violations: dict[str, list[str]] = {}
     with engine_for(database_url).connect() as connection:
         for name, query in CHECKS.items():
             violations[name] = [str(row[0]) for row in connection.execute(text(query))]
-        if provider_ledger is not None:
-            orders = {str(row[0]): row[1] for row in connection.execute(text("SELECT id, status FROM orders"))}
-            violations |= provider_checks(orders, provider_ledger)
+        orders = {str(row[0]): row[1] for row in connection.execute(text("SELECT id, status FROM orders"))}
+        refunds = {row[0]: row[1] for row in connection.execute(text(_REFUNDS))}
+    if provider_ledger is not None:
+        violations |= provider_checks(orders, provider_ledger) | refund_checks(refunds, provider_ledger)
+    if carrier_ledger is not None:
+        violations |= carrier_checks(orders, carrier_ledger)
     return violations
 
 
@@ -56,17 +81,47 @@ def provider_checks(orders: dict[str, str], ledger: list[dict[str, Any]]) -> dic
     charges = Counter(intent["metadata"].get("order_id") for intent in succeeded)
     kept: Counter[str] = Counter()
     for intent in succeeded:
-        kept[intent["metadata"].get("order_id")] += intent["amount"] - intent["amount_refunded"]
+        lost = intent.get("amount_lost_to_disputes", 0)
+        kept[intent["metadata"].get("order_id")] += intent["amount"] - intent["amount_refunded"] - lost
     return {
         "charged more than once": sorted(order for order, count in charges.items() if count > 1),
         "provider kept money for a cancelled order": sorted(
             order for order, amount in kept.items() if amount and orders.get(order) == "cancelled"
         ),
         "shipped order not charged at the provider": sorted(
-            order for order, status in orders.items() if status == "shipped" and not kept[order]
+            order for order, status in orders.items() if status == "shipped" and not charges[order]
         ),
     }
 
 
+def refund_checks(ours: dict[str, str], ledger: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Every refund the provider holds for an order of ours is in our ledger with the provider's status."""
+    wrong = []
+    for intent in ledger:
+        if "order_id" not in intent["metadata"]:
+            continue
+        for refund in intent.get("refunds", []):
+            if isinstance(refund, dict) and ours.get(refund["id"]) != refund["status"]:
+                wrong.append(f"{intent['metadata']['order_id']}:{refund['id']}")
+    return {"refund ledger disagrees with the provider": sorted(wrong)}
+
+
+def carrier_checks(orders: dict[str, str], shipments: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Goods at the carrier exactly for the shipped orders: one live shipment each, none for the others."""
+    live: defaultdict[str, int] = defaultdict(int)
+    for shipment in shipments:
+        if shipment["status"] in LIVE_SHIPMENT:
+            live[shipment["orderId"]] += 1
+    return {
+        "carrier holds a shipment for an order not shipped": sorted(
+            order for order in live if orders.get(order) != "shipped"
+        ),
+        "shipped order without a shipment at the carrier": sorted(
+            order for order, status in orders.items() if status == "shipped" and not live[order]
+        ),
+        "more than one shipment at the carrier": sorted(order for order, count in live.items() if count > 1),
+    }
+
+
 def violations_only(report: dict[str, list[str]]) -> dict[str, list[str]]:
-    return {name: ids for name, ids in report.items() if ids}
+    return {name: ids for name, ids in report.items() if ids and not name.startswith(INFO)}

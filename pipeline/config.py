@@ -15,6 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Keys that only the loopback Stripe server accepts; refused when talking to the real Stripe.
 LOCAL_STRIPE_KEY = "sk_test_orderflow_local"
+LOCAL_CARRIER_KEY = "ck_test_orderflow_local"
 
 
 class Settings(BaseSettings):
@@ -39,9 +40,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
-    # Fault injection in the local notifier and shipper (fraction of calls that fail transiently).
+    # The carrier's HTTP API (the local carrier, scripts/fake_carrier, in the local stack and the tests).
+    carrier_api_base: str | None = None
+    carrier_api_key: SecretStr = SecretStr(LOCAL_CARRIER_KEY)
+    carrier_timeout_s: float = 10.0
+    # A revoked or rotated provider key is retried this long apart, without cancelling anyone's order.
+    provider_auth_retry_s: float = 60.0
+
+    # Fault injection in the local notifier (fraction of calls that fail transiently).
     notify_fault_rate: float = 0.0
-    ship_fault_rate: float = 0.0
 
     # Per-actor retry policy overriding the saga table, e.g. STEP_RETRIES='{"charge_payment": {"max_retries": 12,
     # "min_backoff_ms": 1000, "max_backoff_ms": 60000}}' for a payment provider known to have long outages.
@@ -66,8 +73,11 @@ class Settings(BaseSettings):
     max_lines_per_order: int = 50
     max_quantity_per_line: int = 1000
     max_body_bytes: int = 64 * 1024
+    # Routes under /v1/webhooks/ only: Stripe events can be several hundred KB, and one refused with 413 is
+    # refused again on every redelivery, so it would be lost.
+    max_webhook_body_bytes: int = 1024 * 1024
 
-    @field_validator("database_url", "redis_url", "stripe_api_base", mode="before")
+    @field_validator("database_url", "redis_url", "stripe_api_base", "carrier_api_base", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -23,9 +23,11 @@ class TransientError(PipelineError):
 
 
 class PermanentError(PipelineError):
-    """A failure that no retry will fix; the saga compensates."""
+    """A failure that no retry will fix; the saga compensates (or, with `parks`, holds the order for a person)."""
 
     code = "PERMANENT_ERROR"
+    # True for failures a person must decide on before anything is undone (a disputed charge).
+    parks: ClassVar[bool] = False
 
 
 class OutOfStock(PermanentError):
@@ -46,6 +48,55 @@ class PaymentInDoubt(TransientError):
     code = "PAYMENT_IN_DOUBT"
 
 
+class PaymentPending(TransientError):
+    """The provider holds the charge in a non-final state (`processing`); look again later."""
+
+    code = "PAYMENT_PENDING"
+
+
+class ProviderUnauthorized(TransientError):
+    """The provider refused our credentials (401/403): we are misconfigured, the order is not at fault."""
+
+    code = "PAYMENT_PROVIDER_AUTH"
+
+
+class PaymentRefunded(PermanentError):
+    """The charge was refunded in full outside the saga (dashboard, support) before the order shipped."""
+
+    code = "PAYMENT_REFUNDED"
+
+
+class PaymentDisputed(PermanentError):
+    """The customer disputed the charge before the order shipped: an operator decides what happens."""
+
+    code = "PAYMENT_DISPUTED"
+    parks = True
+
+
+class PaymentDisputeLost(PermanentError):
+    """The bank took the charge back after a lost dispute: the order cannot ship."""
+
+    code = "PAYMENT_DISPUTE_LOST"
+
+
+class RefundPending(TransientError):
+    """A refund exists but the provider has not reported it succeeded yet."""
+
+    code = "REFUND_PENDING"
+
+
+class RefundFailed(PermanentError):
+    """The provider reports a refund failed: the customer has not got the money back."""
+
+    code = "REFUND_FAILED"
+
+
+class DatabaseBug(PermanentError):
+    """A constraint violation or a malformed statement: a bug no retry fixes."""
+
+    code = "DATABASE_ERROR"
+
+
 class PaymentMisconfigured(PermanentError):
     """The provider rejected our request itself (bad key, bad parameters): no retry helps."""
 
@@ -56,6 +107,24 @@ class InvalidAddress(PermanentError):
     """The carrier refused the shipping address."""
 
     code = "SHIPPING_REJECTED"
+
+
+class ShipmentInDoubt(TransientError):
+    """The carrier may have accepted a shipment whose answer was lost; look it up by key before anything else."""
+
+    code = "SHIPMENT_IN_DOUBT"
+
+
+class CarrierRejected(PermanentError):
+    """The carrier refused the request itself (bad parameters, unknown shipment): no retry helps."""
+
+    code = "CARRIER_REJECTED"
+
+
+class ShipmentPickedUp(PermanentError):
+    """The carrier has picked the parcel up: the shipment can no longer be voided."""
+
+    code = "SHIPMENT_PICKED_UP"
 
 
 class RetriesExhausted(PermanentError):

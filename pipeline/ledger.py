@@ -1,21 +1,31 @@
-"""The payment ledger: written in its own transaction, before and after each provider call.
+"""The payment ledger, the one writer of `payments` and `refunds`: our copy of what the provider holds.
 
-The saga's step transaction can roll back (crash, error); the ledger row cannot, so the next
-attempt knows a charge may exist and reconciles before calling the provider again.
+The pre-charge row is written in its own transaction, before the provider call: the saga's step
+transaction can roll back (crash, error), that row cannot, so the next attempt knows a charge may
+exist and resolves it before calling the provider again. Refunds are recorded with the status the
+provider reports, from the saga's own calls and from the provider's events alike.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.db import transaction
-from models.status import PaymentStatus
-from models.tables import PAYMENTS
+from models.status import PaymentStatus, RefundOrigin, RefundStatus
+from models.tables import PAYMENTS, REFUNDS
+from pipeline.errors import PaymentDisputed, PaymentDisputeLost, PaymentRefunded, PermanentError
+from pipeline.payments import Refund
 from pipeline.progress import LockedOrder
+
+# Dispute statuses after which the money stays with the shop (won) or went back to the customer's bank (lost).
+DISPUTE_WON, DISPUTE_LOST = "won", "lost"
+# Refunds that hold money: a pending refund has already taken it from the balance and may still fail.
+HOLDING = (RefundStatus.SUCCEEDED.value, RefundStatus.PENDING.value, RefundStatus.REQUIRES_ACTION.value)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,8 @@ class LedgerEntry:
     amount_cents: int
     refunded_cents: int
     error: str | None
+    dispute_status: str | None
+    created_at: datetime
 
 
 _COLUMNS = [PAYMENTS.c[name] for name in LedgerEntry.__dataclass_fields__]
@@ -43,8 +55,9 @@ def charge_key(order: LockedOrder) -> str:
     return f"{order.id}:charge_payment"
 
 
-def refund_key(order: LockedOrder) -> str:
-    return f"{order.id}:refund_payment"
+def refund_key(order: LockedOrder, amount_cents: int) -> str:
+    """Tied to the amount: a refund from outside changes what is left, and a key must never meet new parameters."""
+    return f"{order.id}:refund_payment:{amount_cents}"
 
 
 def open_charge(database_url: str, order: LockedOrder) -> tuple[LedgerEntry, bool]:
@@ -79,7 +92,81 @@ def charged(connection: Connection, entry: LedgerEntry, intent_id: str) -> None:
     write(connection, entry, status=PaymentStatus.SUCCEEDED.value, intent_id=intent_id)
 
 
-def mark(database_url: str, entry: LedgerEntry, status: PaymentStatus, error: str | None = None) -> None:
-    """Record an outcome that must survive the step's rollback (in doubt, declined)."""
+def mark(
+    database_url: str, entry: LedgerEntry, status: PaymentStatus, error: str | None = None, **values: object
+) -> None:
+    """Record an outcome that must survive the step's rollback (in doubt, pending, declined, succeeded)."""
     with transaction(database_url) as connection:
-        write(connection, entry, status=status.value, error=error[:1000] if error else None)
+        write(connection, entry, status=status.value, error=error[:1000] if error else None, **values)
+
+
+# A late or repeated event never moves a refund back: pending < succeeded < failed/canceled (a refund can fail
+# after it succeeded, never the other way).
+_RECORD_REFUND = text("""
+    INSERT INTO refunds (payment_id, provider_refund_id, idempotency_key, amount_cents, status, origin, failure_reason)
+    VALUES (:payment_id, :refund_id, :idempotency_key, :amount_cents, :status, :origin, :failure_reason)
+    ON CONFLICT (provider_refund_id) DO UPDATE SET
+        status = excluded.status, updated_at = now(),
+        failure_reason = coalesce(excluded.failure_reason, refunds.failure_reason),
+        idempotency_key = coalesce(refunds.idempotency_key, excluded.idempotency_key),
+        origin = CASE WHEN excluded.origin = 'saga' THEN 'saga' ELSE refunds.origin END
+    WHERE (CASE excluded.status WHEN 'succeeded' THEN 1 WHEN 'failed' THEN 2 WHEN 'canceled' THEN 2 ELSE 0 END)
+       >= (CASE refunds.status WHEN 'succeeded' THEN 1 WHEN 'failed' THEN 2 WHEN 'canceled' THEN 2 ELSE 0 END)""")
+_RECOUNT = text("""
+    UPDATE payments SET refunded_cents = least(amount_cents, (
+        SELECT coalesce(sum(amount_cents), 0) FROM refunds WHERE payment_id = :payment_id AND status = 'succeeded'))
+    WHERE id = :payment_id""")
+_HELD_BACK = select(REFUNDS.c.status, REFUNDS.c.amount_cents, REFUNDS.c.origin).where(
+    REFUNDS.c.payment_id == bindparam("payment_id")
+)
+
+
+def sync_refunds(database_url: str, payment_id: uuid.UUID, found: list[Refund], key: str | None = None) -> Refunds:
+    """Record what the provider reports about these refunds, in its own transaction; returns them all added up."""
+    with transaction(database_url) as connection:
+        for refund in found:
+            record_refund(connection, payment_id, refund, key)
+        return refunds(connection, payment_id)
+
+
+def record_refund(connection: Connection, payment_id: uuid.UUID, refund: Refund, key: str | None = None) -> None:
+    """Record a refund as the provider reports it, and keep refunded_cents the sum of the succeeded ones."""
+    origin = RefundOrigin.SAGA if refund.ours else RefundOrigin.OUTSIDE
+    connection.execute(_RECORD_REFUND, {
+        "payment_id": payment_id, "refund_id": refund.refund_id, "idempotency_key": key,
+        "amount_cents": refund.amount_cents, "status": refund.status, "origin": origin.value,
+        "failure_reason": (refund.failure_reason or "")[:255] or None,
+    })  # fmt: skip
+    connection.execute(_RECOUNT, {"payment_id": payment_id})
+
+
+@dataclass(frozen=True)
+class Refunds:
+    """An order's refunds added up: what they hold back from the charge, and what is still in flight."""
+
+    held_cents: int
+    pending: int
+    saga_failed: int
+
+
+def refunds(connection: Connection, payment_id: uuid.UUID) -> Refunds:
+    """The payment's recorded refunds added up."""
+    rows = connection.execute(_HELD_BACK, {"payment_id": payment_id}).all()
+    held = sum(amount for status, amount, _ in rows if status in HOLDING)
+    pending = sum(1 for status, _, _ in rows if status in HOLDING and status != RefundStatus.SUCCEEDED)
+    failed = sum(1 for status, _, origin in rows if status == RefundStatus.FAILED and origin == RefundOrigin.SAGA)
+    return Refunds(held, pending, failed)
+
+
+def money_problem(connection: Connection, order: LockedOrder) -> PermanentError | None:
+    """Why the order must not go on with its charge: refunded in full or disputed (read under the row lock)."""
+    payment = find(connection, order.id, lock=False)
+    if payment is None or payment.status != PaymentStatus.SUCCEEDED:
+        return None
+    if payment.dispute_status == DISPUTE_LOST:
+        return PaymentDisputeLost("the charge was disputed and the dispute was lost")
+    if payment.dispute_status is not None and payment.dispute_status != DISPUTE_WON:
+        return PaymentDisputed(f"the charge is disputed ({payment.dispute_status}): held for an operator")
+    if refunds(connection, payment.id).held_cents >= payment.amount_cents:
+        return PaymentRefunded("the charge was refunded in full outside the saga")
+    return None

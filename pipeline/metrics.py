@@ -22,6 +22,25 @@ TIME_TO_SHIP = Histogram(
     "From intake to shipped.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+HELD = Counter("orderflow_orders_held_total", "Orders held for an operator before shipping, by reason.", ["reason"])
+SHIPPED_DESPITE_CANCEL = Counter(
+    "orderflow_orders_shipped_despite_cancel_total",
+    "Orders whose cancel came after the carrier picked the parcel up: shipped, not refunded.",
+)
+PROVIDER_AUTH_FAILURES = Counter(
+    "orderflow_provider_auth_failures_total",
+    "Steps refused by a provider for our credentials (401/403): retried, never cancelled.",
+    ["step"],
+)
+LATE_CHARGES = Counter(
+    "orderflow_late_charges_total", "Charges the provider reported after their order was cancelled (refunded again)."
+)
+REFUNDS_FAILED = Counter("orderflow_refunds_failed_total", "Refunds the provider reported failed after the cancel.")
+AFTER_SHIPMENT = Counter(
+    "orderflow_money_after_shipment_total",
+    "Refunds or disputes made outside the saga after the order shipped (recorded, never undone).",
+    ["kind"],
+)
 REDRIVEN = Counter("orderflow_orders_redriven_total", "Orders whose lease ran out and were re-driven.", ["step"])
 
 # Crash recovery, exported by the reaper process (REAPER_METRICS_PORT).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -12,7 +10,14 @@ import stripe
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
-from pipeline.errors import PaymentDeclined, PaymentInDoubt, PaymentMisconfigured, TransientError
+from models.status import PaymentStatus
+from pipeline.errors import PaymentDeclined, TransientError
+from pipeline.stripe_errors import stripe_errors
+
+# Our refunds carry this in their metadata, so a refund event tells the saga's refunds from outside ones.
+ORIGIN = "orderflow"
+# Intent statuses that wait for the customer; off-session nobody will act, so the intent is cancelled.
+NEEDS_CUSTOMER = frozenset({"requires_action", "requires_confirmation", "requires_capture"})
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,26 @@ class Charge:
 
 @dataclass(frozen=True)
 class Refund:
-    """A refund as the saga sees it; for a charge found already refunded: its latest refund and the total refunded."""
+    """A refund as the provider reports it; `ours` when the saga asked for it."""
 
     refund_id: str
     status: str
     amount_cents: int
+    ours: bool = True
+    failure_reason: str | None = None
+
+
+def ledger_status(intent_status: str) -> PaymentStatus:
+    """What an intent's provider status means for our ledger: succeeded, pending (wait), or no money taken.
+
+    An intent waiting for the customer is `pending` too: the caller cancels it at the provider first, so that
+    it cannot succeed after the order is cancelled.
+    """
+    if intent_status == "succeeded":
+        return PaymentStatus.SUCCEEDED
+    if intent_status == "processing" or intent_status in NEEDS_CUSTOMER:
+        return PaymentStatus.PENDING
+    return PaymentStatus.DECLINED  # requires_payment_method (a failed attempt) or canceled
 
 
 def _charge(intent: stripe.PaymentIntent) -> Charge:
@@ -39,46 +59,16 @@ def _charge(intent: stripe.PaymentIntent) -> Charge:
 
 
 def _refund(refund: stripe.Refund) -> Refund:
-    return Refund(refund.id, refund.status or "unknown", refund.amount)
+    metadata: dict[str, str] = refund.metadata.to_dict() if refund.metadata else {}
+    return Refund(
+        refund.id, refund.status or "pending", refund.amount, metadata.get("origin") == ORIGIN,
+        getattr(refund, "failure_reason", None),
+    )  # fmt: skip
 
 
 def _search_literal(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
     return f"'{escaped}'"
-
-
-@contextmanager
-def _stripe_errors(*, creates_charge: bool) -> Iterator[None]:
-    """Translate stripe exceptions into the pipeline's taxonomy."""
-    try:
-        yield
-    except stripe.CardError as e:
-        intent = e.error.payment_intent if e.error else None
-        raise PaymentDeclined(
-            e.user_message or str(e),
-            code=e.code,
-            decline_code=e.error.decline_code if e.error else None,
-            intent_id=intent.id if intent else None,
-        ) from e
-    except stripe.APIConnectionError as e:
-        # The SDK cannot tell "never sent" from "sent, answer lost" (a read timeout, a dropped connection).
-        # For a call that may have charged the card, assume the worst: the caller must reconcile (find_charge)
-        # before anything else. Refunds and reads are safe to retry as-is (same idempotency key / no effect).
-        if creates_charge:
-            raise PaymentInDoubt(f"outcome unknown: {e.user_message or e}") from e
-        raise TransientError(f"could not reach Stripe: {e.user_message or e}") from e
-    except stripe.RateLimitError as e:
-        raise TransientError(f"rate limited by Stripe: {e.user_message or e}", http_status=e.http_status) from e
-    except (stripe.AuthenticationError, stripe.PermissionError, stripe.IdempotencyError) as e:
-        raise PaymentMisconfigured(e.user_message or str(e), http_status=e.http_status) from e
-    except stripe.InvalidRequestError as e:
-        raise PaymentMisconfigured(e.user_message or str(e), http_status=e.http_status, code=e.code) from e
-    except stripe.StripeError as e:
-        # 5xx, 409 lock conflicts and anything unclassified. A retry reuses the idempotency key, so it cannot charge
-        # twice; note real Stripe saves a 5xx that happened mid-execution under the key and replays it.
-        if e.http_status is not None and 400 <= e.http_status < 500 and e.http_status != 409:
-            raise PaymentMisconfigured(e.user_message or str(e), http_status=e.http_status) from e
-        raise TransientError(f"Stripe error: {e.user_message or e}", http_status=e.http_status) from e
 
 
 def _http_client(api_base: str | None, timeout_s: float) -> stripe.RequestsClient:
@@ -129,7 +119,7 @@ class StripePayments:
         self, *, order_id: str, amount_cents: int, currency: str, payment_method: str, idempotency_key: str
     ) -> Charge:
         """Create and confirm a PaymentIntent tagged with the order id; a replay with the same key charges once."""
-        with _stripe_errors(creates_charge=True):
+        with stripe_errors(creates_charge=True):
             intent = self._client.v1.payment_intents.create(
                 params={
                     "amount": amount_cents,
@@ -145,43 +135,81 @@ class StripePayments:
             )
         return _charge(intent)
 
-    def find_charge(self, *, order_id: str, intent_id: str | None) -> Charge | None:
-        """Reconcile an in-doubt charge: the order's succeeded intent if any, else its latest, else None."""
-        with _stripe_errors(creates_charge=False):
-            intents: dict[str, stripe.PaymentIntent] = {}
-            if intent_id:
-                try:
-                    intents[intent_id] = self._client.v1.payment_intents.retrieve(intent_id)
-                except stripe.InvalidRequestError as e:
-                    if e.http_status != 404:
-                        raise
-            # Stripe's search is eventually consistent (usually under a minute): fine for reconciling after a
-            # timeout when the retry reuses the idempotency key, which is what makes a second charge impossible.
-            query = f"metadata['order_id']:{_search_literal(order_id)}"
-            for found in self._client.v1.payment_intents.search(params={"query": query, "limit": 100}).data:
-                intents.setdefault(found.id, found)
-        if not intents:
+    def retrieve(self, intent_id: str) -> Charge:
+        """The intent as the provider holds it now (authoritative, unlike search)."""
+        with stripe_errors(creates_charge=False):
+            return _charge(self._client.v1.payment_intents.retrieve(intent_id))
+
+    def resolve_charge(
+        self, *, order_id: str, amount_cents: int, currency: str, payment_method: str, idempotency_key: str
+    ) -> Charge | None:
+        """The outcome of a charge whose answer was lost, without charging anyone; None when no money was taken.
+
+        Search is eventually consistent, so its silence proves nothing. Instead this probes the idempotency key:
+        a request with other parameters is refused (`idempotency_error`) if Stripe saved the original, and then
+        the original is replayed, which answers its saved result and charges nothing new. If the key is free the
+        original never arrived: the probe's unconfirmed intent is cancelled and holds the key from then on, so a
+        late copy of the original is refused too. Stripe keeps keys for 24 hours; callers with older attempts
+        use `find_charge`, whose index has long caught up by then.
+        """
+        probe = {"amount": amount_cents, "currency": currency, "metadata": {"order_id": order_id, "probe": "true"}}
+        with stripe_errors(creates_charge=False):
+            try:
+                placeholder = self._client.v1.payment_intents.create(
+                    params=probe,  # type: ignore[arg-type]
+                    options={"idempotency_key": idempotency_key},
+                )
+            except stripe.IdempotencyError:
+                placeholder = None
+            if placeholder is not None:
+                self._client.v1.payment_intents.cancel(placeholder.id)
+                return None
+        try:
+            return self.charge(
+                order_id=order_id, amount_cents=amount_cents, currency=currency, payment_method=payment_method,
+                idempotency_key=idempotency_key,
+            )  # fmt: skip
+        except PaymentDeclined:
             return None
-        latest = sorted(intents.values(), key=lambda i: i.created, reverse=True)
+
+    def cancel(self, intent_id: str) -> Charge:
+        """Cancel an intent that waits for the customer, so it can never succeed; answers its status after."""
+        with stripe_errors(creates_charge=False):
+            try:
+                return _charge(self._client.v1.payment_intents.cancel(intent_id))
+            except stripe.InvalidRequestError as e:
+                if e.code != "payment_intent_unexpected_state":
+                    raise
+                return _charge(self._client.v1.payment_intents.retrieve(intent_id))  # it moved on meanwhile
+
+    def find_charge(self, *, order_id: str) -> Charge | None:
+        """Search the order's intents (eventually consistent: only for attempts older than the idempotency window)."""
+        with stripe_errors(creates_charge=False):
+            query = f"metadata['order_id']:{_search_literal(order_id)}"
+            found = self._client.v1.payment_intents.search(params={"query": query, "limit": 100}).data
+        if not found:
+            return None
+        latest = sorted(found, key=lambda i: i.created, reverse=True)
         return _charge(next((i for i in latest if i.status == "succeeded"), latest[0]))
 
-    def refund(self, *, intent_id: str, amount_cents: int, idempotency_key: str) -> Refund:
-        """Refund the intent; a replay, or a charge that is already fully refunded, answers success."""
-        with _stripe_errors(creates_charge=False):
+    def refunds_of(self, intent_id: str) -> list[Refund]:
+        """Every refund of the intent with its status, from the provider's list (consistent, unlike search)."""
+        with stripe_errors(creates_charge=False):
+            listed = self._client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100})
+        return [_refund(refund) for refund in listed.data]
+
+    def refund(self, *, intent_id: str, amount_cents: int, order_id: str, idempotency_key: str) -> Refund:
+        """Refund `amount_cents` of the intent; a replay with the same key answers the same refund."""
+        metadata = {"order_id": order_id, "origin": ORIGIN}
+        with stripe_errors(creates_charge=False):
             try:
                 refund = self._client.v1.refunds.create(
-                    params={"payment_intent": intent_id, "amount": amount_cents},
+                    params={"payment_intent": intent_id, "amount": amount_cents, "metadata": metadata},
                     options={"idempotency_key": idempotency_key},
                 )
             except stripe.InvalidRequestError as e:
-                if e.code != "charge_already_refunded":
+                if e.code not in ("amount_too_large", "charge_already_refunded"):
                     raise
-                return self._existing_refund(intent_id)
+                # Someone refunded part of the charge since we looked; the next attempt looks again.
+                raise TransientError("the charge was refunded meanwhile: look again", code=e.code) from e
         return _refund(refund)
-
-    def _existing_refund(self, intent_id: str) -> Refund:
-        refunds = self._client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100}).data
-        done = [r for r in refunds if r.status == "succeeded"]
-        if not done:
-            raise PaymentMisconfigured("Stripe says the charge is refunded but lists no refund", intent_id=intent_id)
-        return Refund(done[0].id, "succeeded", sum(r.amount for r in done))

@@ -39,7 +39,8 @@ STEPS: tuple[Step, ...] = (
     Step("charge_payment", done=OrderStatus.PAID, undo="refund_payment", queue="payments", retry=PROVIDER_RETRY),
     Step("confirm", done=OrderStatus.CONFIRMED, undo="unconfirm", queue="orders"),
     Step("notify", done=OrderStatus.NOTIFIED, undo="send_cancellation", queue="fulfilment", retry=PROVIDER_RETRY),
-    Step("ship", done=OrderStatus.SHIPPED, undo=None, queue="fulfilment", retry=PROVIDER_RETRY),
+    # Voiding works only until the carrier picks the parcel up; after that the order is shipped, never refunded.
+    Step("ship", done=OrderStatus.SHIPPED, undo="cancel_shipment", queue="fulfilment", retry=PROVIDER_RETRY),
 )
 BY_NAME = {step.name: step for step in STEPS}
 UNDO_QUEUES = {step.undo: step.queue for step in STEPS if step.undo}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.status import OrderStatus
+from models.status import TERMINAL_STATUSES, OrderStatus
 from pipeline.errors import IllegalTransition
 
 S = OrderStatus
@@ -14,13 +14,20 @@ _FORWARD = {
     S.NOTIFIED: S.SHIPPED,
 }
 
+# A charged order is held for an operator (a dispute) from any of these, and resumed into them.
+_HOLDABLE = frozenset({S.PAID, S.CONFIRMED, S.NOTIFIED})
+
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     **{status: frozenset({after, S.COMPENSATING}) for status, after in _FORWARD.items()},
-    S.COMPENSATING: frozenset({S.CANCELLED, S.NEEDS_ATTENTION}),
-    # An operator may retry the compensation of an order that needed attention.
-    S.NEEDS_ATTENTION: frozenset({S.COMPENSATING}),
+    **{status: frozenset({_FORWARD[status], S.COMPENSATING, S.NEEDS_ATTENTION}) for status in _HOLDABLE},
+    # A parcel the carrier picked up before it could be voided: the order has shipped after all.
+    S.COMPENSATING: frozenset({S.CANCELLED, S.NEEDS_ATTENTION, S.SHIPPED}),
+    # An operator retries the compensation of a parked order, or resumes one that was held.
+    S.NEEDS_ATTENTION: frozenset({S.COMPENSATING, *_HOLDABLE}),
     S.SHIPPED: frozenset(),
-    S.CANCELLED: frozenset(),
+    # Money the provider took after the cancel (a late success) is refunded through the compensation again;
+    # a refund that fails after the cancel needs a person.
+    S.CANCELLED: frozenset({S.COMPENSATING, S.NEEDS_ATTENTION}),
 }
 
 
@@ -33,4 +40,5 @@ def check_transition(current: OrderStatus | str, new: OrderStatus | str) -> Orde
 
 
 def is_terminal(status: OrderStatus | str) -> bool:
-    return not TRANSITIONS[OrderStatus(status)] or OrderStatus(status) == S.NEEDS_ATTENTION
+    """Shipped, cancelled or needs_attention: nothing moves the order unless the provider or a person does."""
+    return OrderStatus(status) in TERMINAL_STATUSES

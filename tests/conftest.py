@@ -18,8 +18,9 @@ from sqlalchemy import text
 
 from models.db import engine_for
 from models.tables import Base
-from pipeline.config import LOCAL_STRIPE_KEY
+from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
 from scripts import localstack
+from scripts.fake_carrier import FakeCarrierServer
 from scripts.fake_stripe import FakeStripeServer
 
 # The URLs this test run talks to (database_url, redis_url).
@@ -40,6 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
     stripe = _run.enter_context(FakeStripeServer())
     _started["stripe"] = stripe
     os.environ.update(STRIPE_API_BASE=stripe.url, STRIPE_API_KEY=LOCAL_STRIPE_KEY, STRIPE_TIMEOUT_S="2")
+    # The local carrier over real HTTP, as the workers reach a real one.
+    carrier = _run.enter_context(FakeCarrierServer())
+    _started["carrier"] = carrier
+    os.environ.update(CARRIER_API_BASE=carrier.url, CARRIER_API_KEY=LOCAL_CARRIER_KEY, CARRIER_TIMEOUT_S="2")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -80,6 +85,25 @@ def stripe_server() -> Iterator[FakeStripeServer]:
     server.reset()
     yield server
     server.reset()
+
+
+@pytest.fixture
+def carrier_server() -> Iterator[FakeCarrierServer]:
+    """The run's local carrier, with faults and shipments reset around each test."""
+    server = _started["carrier"]
+    assert isinstance(server, FakeCarrierServer)
+    server.reset()
+    yield server
+    server.reset()
+
+
+@pytest.fixture(autouse=True)
+def _close_test_adapters() -> Iterator[None]:
+    """Adapter sets a test made with tests.edge_helpers.adapters_for hold HTTP connections: close them after it."""
+    yield
+    from tests.edge_helpers import close_opened
+
+    close_opened()
 
 
 @pytest.fixture

@@ -34,6 +34,12 @@ def send_cancellation(order_id: str) -> None:
     run_compensation("send_cancellation", order_id)
 
 
+@saga_actor("cancel_shipment")
+def cancel_shipment(order_id: str) -> None:
+    """Void the order's shipment at the carrier while it has not been picked up."""
+    run_compensation("cancel_shipment", order_id)
+
+
 @dramatiq.actor(queue_name="orders", max_retries=20, min_backoff=1_000, max_backoff=60_000)
 def saga_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """A step or compensation ran out of retries: fail it permanently (or park the order)."""

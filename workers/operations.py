@@ -47,13 +47,15 @@ def retry(database_url: str, order_id: uuid.UUID, *, dry_run: bool, note: str, a
         order = lock_order(connection, order_id)
         actor, refusal = _due_for_retry(connection, order)
         parked = order.status == OrderStatus.NEEDS_ATTENTION
-        what = f"{actor} (needs_attention -> compensating)" if parked else actor
+        resumes = "resumes" if actor in saga.BY_NAME else "compensating"
+        what = f"{actor} (needs_attention -> {resumes})" if parked else actor
         if actor is None or dry_run:
             return Change(str(order_id), action, actor is not None, refusal or f"would send {what}")
         lease_s = get_settings().step_lease_s
         if parked:
-            # The state machine allows exactly this.
-            advance(connection, order, OrderStatus.COMPENSATING, actor, lease_s)
+            # A held order resumes before the step that held it; any other re-runs its compensation.
+            resume = saga.status_before(actor) if actor in saga.BY_NAME else OrderStatus.COMPENSATING
+            advance(connection, order, resume, actor, lease_s)
         else:
             # A person looked at it: the reaper's redelivery budget starts over.
             update_order(connection, order, current_step=actor, lease_expires_at=lease_until(lease_s), deliveries=0)

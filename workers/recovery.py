@@ -22,13 +22,14 @@ from prometheus_client import start_http_server
 from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from models.db import unit_of_work
+from models.db import transaction, unit_of_work
 from models.inventory import Reservation
 from models.orders import Order
 from models.status import TERMINAL_VALUES, OrderStatus, ReservationStatus
 from pipeline import metrics, saga
 from pipeline.config import Settings, get_settings
 from pipeline.errors import RedeliveryLimit, ReservationExpired
+from pipeline.payment_events import refund_kept_money
 from workers.backlog import backlog
 from workers.broker import broker
 from workers.dispatch import send
@@ -162,6 +163,16 @@ def _queue_ages() -> dict[str, float]:
         return {}
 
 
+def refund_late_charges(database_url: str) -> list[uuid.UUID]:
+    """Cancelled orders holding money (a late success whose webhook never came): run their refund again."""
+    with transaction(database_url) as connection:
+        reopened = refund_kept_money(connection)
+    for order_id in reopened:
+        send("refund_payment", order_id)
+        log.error("reaper.late_charge", order_id=str(order_id))
+    return reopened
+
+
 def count_by_status(database_url: str) -> None:
     """Export orders per status (a GROUP BY over an index; done every few sweeps, not every one)."""
     for status, number in order_counts(database_url).items():
@@ -178,6 +189,7 @@ def run_forever(stop: threading.Event, settings: Settings) -> None:
         try:
             if sweeps % 8 == 0:
                 count_by_status(settings.database_url)
+                refund_late_charges(settings.database_url)
             sweeps += 1
             sweep(settings.database_url, policy)
         except Exception as error:  # Postgres or Redis away for a while: keep sweeping, do not crash-loop

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.errors import PaymentDeclined, PaymentInDoubt, PaymentMisconfigured, TransientError
-from pipeline.payments import Charge, StripePayments
+from pipeline.errors import PaymentDeclined, PaymentInDoubt, PaymentMisconfigured, ProviderUnauthorized, TransientError
+from pipeline.payments import Charge, Refund, StripePayments
 from scripts.fake_stripe import FakeStripeServer
 
 API_KEY = "sk_test_orderflow"
@@ -102,21 +102,53 @@ def test_server_errors_and_rate_limits_are_transient_and_a_retry_with_the_same_k
     assert len(stripe_server.ledger()) == 1
 
 
-def test_a_timed_out_charge_is_in_doubt_and_reconciliation_finds_it_without_a_second_charge(
+def test_a_timed_out_charge_is_in_doubt_and_resolving_it_replays_the_original_without_a_second_charge(
     stripe_server: FakeStripeServer,
 ) -> None:
     order = order_id()
-    stripe_server.set_faults(timeout_rate=1.0)
+    stripe_server.set_faults(timeout_rate=1.0, search_lag_s=600)  # search would not see it for ten minutes
     with StripePayments(API_KEY, stripe_server.url, timeout_s=0.5) as impatient:
         with pytest.raises(PaymentInDoubt):
             charge(impatient, order)
         stripe_server.set_faults(timeout_rate=0.0)
 
-        found = impatient.find_charge(order_id=order, intent_id=None)
+        assert impatient.find_charge(order_id=order) is None  # the lag: search proves nothing
+        found = resolve(impatient, order)
         assert found is not None and found.status == "succeeded"
         assert charge(impatient, order) == found  # the retry replays the saved answer
     charged = [e for e in stripe_server.ledger() if e["metadata"] == {"order_id": order}]
     assert [e["status"] for e in charged] == ["succeeded"]
+
+
+def resolve(payments: StripePayments, order: str) -> Charge | None:
+    return payments.resolve_charge(
+        order_id=order, amount_cents=2500, currency="usd", payment_method="pm_card_visa",
+        idempotency_key=f"{order}:charge",
+    )  # fmt: skip
+
+
+def test_resolving_a_charge_that_never_arrived_charges_nobody_and_blocks_a_late_copy(
+    payments: StripePayments, stripe_server: FakeStripeServer
+) -> None:
+    order = order_id()
+
+    assert resolve(payments, order) is None
+    [placeholder] = stripe_server.ledger()
+    assert (placeholder["status"], placeholder["amount_received"]) == ("canceled", 0)
+    with pytest.raises(PaymentMisconfigured):  # the original arriving late meets a used key: refused, not charged
+        charge(payments, order)
+    assert [e["status"] for e in stripe_server.ledger()] == ["canceled"]
+
+
+def test_resolving_a_declined_charge_says_no_money_was_taken(payments: StripePayments) -> None:
+    order = order_id()
+    with pytest.raises(PaymentDeclined):
+        charge(payments, order, pm="pm_card_chargeDeclined")
+
+    assert payments.resolve_charge(
+        order_id=order, amount_cents=2500, currency="usd", payment_method="pm_card_chargeDeclined",
+        idempotency_key=f"{order}:charge",
+    ) is None  # fmt: skip
 
 
 def test_find_charge_prefers_the_succeeded_intent_over_a_later_decline(payments: StripePayments) -> None:
@@ -130,42 +162,48 @@ def test_find_charge_prefers_the_succeeded_intent_over_a_later_decline(payments:
             payment_method="pm_card_chargeDeclined",
             idempotency_key=f"{order}:charge:2",
         )
-    assert payments.find_charge(order_id=order, intent_id=None) == paid
-    assert payments.find_charge(order_id=order, intent_id=paid.intent_id) == paid
+    assert payments.find_charge(order_id=order) == paid
+    assert payments.retrieve(paid.intent_id) == paid
 
 
 def test_find_charge_returns_none_for_an_order_stripe_never_saw(payments: StripePayments) -> None:
-    assert payments.find_charge(order_id=order_id(), intent_id=None) is None
-    assert payments.find_charge(order_id=order_id(), intent_id="pi_unknown") is None
+    assert payments.find_charge(order_id=order_id()) is None
 
 
-def test_a_refund_succeeds_and_the_ledger_shows_it(payments: StripePayments, stripe_server: FakeStripeServer) -> None:
+def refund(payments: StripePayments, intent_id: str, amount: int, key: str) -> Refund:
+    return payments.refund(intent_id=intent_id, amount_cents=amount, order_id="o-1", idempotency_key=key)
+
+
+def test_a_refund_succeeds_is_tagged_as_ours_and_the_ledger_shows_it(
+    payments: StripePayments, stripe_server: FakeStripeServer
+) -> None:
     paid = charge(payments, order_id())
-    refund = payments.refund(intent_id=paid.intent_id, amount_cents=2500, idempotency_key="r1")
-    assert (refund.status, refund.amount_cents) == ("succeeded", 2500)
+    made = refund(payments, paid.intent_id, 2500, "r1")
+    assert (made.status, made.amount_cents, made.ours) == ("succeeded", 2500, True)
     [entry] = stripe_server.ledger()
     assert entry["amount_refunded"] == 2500
-    assert entry["refunds"] == [refund.refund_id]
+    assert [r["id"] for r in entry["refunds"]] == [made.refund_id]
+    assert payments.refunds_of(paid.intent_id) == [made]
 
 
 def test_refunding_twice_with_the_same_key_is_idempotent(
     payments: StripePayments, stripe_server: FakeStripeServer
 ) -> None:
     paid = charge(payments, order_id())
-    first = payments.refund(intent_id=paid.intent_id, amount_cents=1000, idempotency_key="r1")
-    second = payments.refund(intent_id=paid.intent_id, amount_cents=1000, idempotency_key="r1")
+    first = refund(payments, paid.intent_id, 1000, "r1")
+    second = refund(payments, paid.intent_id, 1000, "r1")
     assert first == second
     assert stripe_server.ledger()[0]["amount_refunded"] == 1000
 
 
-def test_refunding_an_already_refunded_charge_with_a_new_key_does_not_raise(
+def test_refunding_more_than_is_left_is_transient_so_the_step_looks_again(
     payments: StripePayments, stripe_server: FakeStripeServer
 ) -> None:
     paid = charge(payments, order_id())
-    first = payments.refund(intent_id=paid.intent_id, amount_cents=2500, idempotency_key="r1")
-    again = payments.refund(intent_id=paid.intent_id, amount_cents=2500, idempotency_key="r2")
-    assert again == first
-    assert stripe_server.ledger()[0]["amount_refunded"] == 2500
+    stripe_server.refund_from_dashboard(paid.intent_id, amount=1000)
+    with pytest.raises(TransientError):
+        refund(payments, paid.intent_id, 2500, "r1")
+    assert sorted(r.ours for r in payments.refunds_of(paid.intent_id)) == [False]
 
 
 def test_a_refund_that_hits_a_server_error_is_transient(
@@ -174,14 +212,16 @@ def test_a_refund_that_hits_a_server_error_is_transient(
     paid = charge(payments, order_id())
     stripe_server.set_faults(error_rate=1.0)
     with pytest.raises(TransientError):
-        payments.refund(intent_id=paid.intent_id, amount_cents=2500, idempotency_key="r1")
+        refund(payments, paid.intent_id, 2500, "r1")
 
 
 @pytest.mark.parametrize("api_key", ["", "sk_live_not_for_tests", "pk_test_publishable"])
-def test_a_missing_or_wrong_api_key_is_a_misconfiguration(stripe_server: FakeStripeServer, api_key: str) -> None:
+def test_a_missing_or_wrong_api_key_is_our_misconfiguration_retried_not_the_orders_fault(
+    stripe_server: FakeStripeServer, api_key: str
+) -> None:
     with (
         StripePayments(api_key, stripe_server.url, timeout_s=2.0) as payments,
-        pytest.raises(PaymentMisconfigured) as caught,
+        pytest.raises(ProviderUnauthorized) as caught,
     ):
         charge(payments, order_id())
     assert caught.value.details["http_status"] == 401
@@ -192,5 +232,5 @@ def test_an_unreachable_stripe_leaves_a_charge_in_doubt_and_a_lookup_transient()
         with pytest.raises(PaymentInDoubt):
             charge(payments, order_id())
         with pytest.raises(TransientError) as caught:
-            payments.find_charge(order_id=order_id(), intent_id=None)
+            payments.find_charge(order_id=order_id())
     assert not isinstance(caught.value, PaymentInDoubt)

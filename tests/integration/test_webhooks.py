@@ -63,10 +63,14 @@ def intent_event(kind: str, order_id: uuid.UUID | str | None, intent_id: str) ->
     return event(f"payment_intent.{kind}", {"id": intent_id, "object": "payment_intent", "metadata": metadata})
 
 
-def refund_event(order_id: uuid.UUID | None, intent_id: str, refunded: int) -> str:
-    charge = {"id": f"ch_{uuid.uuid4().hex}", "object": "charge", "payment_intent": intent_id, "amount": AMOUNT}
-    metadata = {"order_id": str(order_id)} if order_id else {}
-    return event("charge.refunded", {**charge, "amount_refunded": refunded, "refunded": True, "metadata": metadata})
+def refund_event(
+    order_id: uuid.UUID | None, intent_id: str, amount: int, status: str = "succeeded", refund_id: str | None = None
+) -> str:
+    """A refund.updated event: one refund of the intent, with its status (the saga's own when tagged with the order)."""
+    metadata = {"order_id": str(order_id), "origin": "orderflow"} if order_id else {}
+    refund = {"id": refund_id or f"re_{uuid.uuid4().hex}", "object": "refund", "payment_intent": intent_id,
+              "amount": amount, "status": status, "metadata": metadata}  # fmt: skip
+    return event("refund.updated", refund)
 
 
 def deliver(client: TestClient, payload: str, header: str | None = None) -> Any:
@@ -199,37 +203,52 @@ def test_a_payment_failed_event_after_success_does_not_downgrade_the_payment(
     assert ledger(db_url, order_id)["intent_id"] == pi
 
 
-def test_a_succeeded_event_after_a_decline_does_not_upgrade_the_payment(stripe_hook: TestClient, db_url: str) -> None:
-    # The saga retries a charge under one idempotency key, so its intent cannot succeed after declining; a success
-    # for a declined payment contradicts the ledger and is left for an operator (logged), not applied by status.
-    order_id = make_payment(db_url, "declined")
+def test_a_succeeded_event_after_a_decline_corrects_the_ledger_because_the_provider_is_the_truth(
+    stripe_hook: TestClient, db_url: str
+) -> None:
+    # A success Stripe reports means money was taken, whatever we concluded before; the order is not cancelled
+    # here, so nothing else moves (a cancelled one would be refunded: see test_money_edges).
+    order_id, pi = make_payment(db_url, "declined"), intent()
 
-    accepted(stripe_hook, intent_event("succeeded", order_id, intent()))
+    accepted(stripe_hook, intent_event("succeeded", order_id, pi))
 
-    assert ledger(db_url, order_id)["status"] == "declined"
-    assert ledger(db_url, order_id)["intent_id"] is None
+    assert (ledger(db_url, order_id)["status"], ledger(db_url, order_id)["intent_id"]) == ("succeeded", pi)
 
 
-def test_a_refund_raises_refunded_cents_and_a_repeated_or_older_smaller_one_never_lowers_it(
+def test_refunds_add_up_by_id_and_a_repeated_or_older_event_never_lowers_them(
     stripe_hook: TestClient, db_url: str
 ) -> None:
     pi = intent()
     order_id = make_payment(db_url, "succeeded", intent_id=pi)
 
-    accepted(stripe_hook, refund_event(order_id, pi, 1000))
+    accepted(stripe_hook, refund_event(order_id, pi, 1000, refund_id="re_a"))
     assert ledger(db_url, order_id)["refunded_cents"] == 1000
 
-    accepted(stripe_hook, refund_event(order_id, pi, 1000))
-    accepted(stripe_hook, refund_event(order_id, pi, 400))
-    assert ledger(db_url, order_id)["refunded_cents"] == 1000
-    assert len(recorded(db_url)) == 3
+    accepted(stripe_hook, refund_event(order_id, pi, 1000, refund_id="re_a"))
+    accepted(stripe_hook, refund_event(order_id, pi, 1000, "pending", refund_id="re_a"))  # older, arriving late
+    accepted(stripe_hook, refund_event(order_id, pi, 400, refund_id="re_b"))
+    assert ledger(db_url, order_id)["refunded_cents"] == 1400
+    assert len(recorded(db_url)) == 4
 
 
-def test_a_refund_above_the_charge_is_capped_at_the_amount_charged(stripe_hook: TestClient, db_url: str) -> None:
+def test_a_pending_or_failed_refund_gives_nothing_back_in_the_ledger(stripe_hook: TestClient, db_url: str) -> None:
     pi = intent()
-    order_id = make_payment(db_url, "succeeded", intent_id=pi, refunded=100)
+    order_id = make_payment(db_url, "succeeded", intent_id=pi)
 
-    accepted(stripe_hook, refund_event(order_id, pi, AMOUNT + 1))
+    accepted(stripe_hook, refund_event(order_id, pi, 1000, "pending", refund_id="re_a"))
+    assert ledger(db_url, order_id)["refunded_cents"] == 0
+    accepted(stripe_hook, refund_event(order_id, pi, 1000, "succeeded", refund_id="re_a"))
+    assert ledger(db_url, order_id)["refunded_cents"] == 1000
+    accepted(stripe_hook, refund_event(order_id, pi, 1000, "failed", refund_id="re_a"))  # refunds can fail later
+    assert ledger(db_url, order_id)["refunded_cents"] == 0
+
+
+def test_refunds_above_the_charge_are_capped_at_the_amount_charged(stripe_hook: TestClient, db_url: str) -> None:
+    pi = intent()
+    order_id = make_payment(db_url, "succeeded", intent_id=pi)
+
+    accepted(stripe_hook, refund_event(order_id, pi, AMOUNT))
+    accepted(stripe_hook, refund_event(order_id, pi, 1))
 
     assert ledger(db_url, order_id)["refunded_cents"] == AMOUNT
 
@@ -274,7 +293,7 @@ def test_events_in_any_order_end_in_the_same_state_as_in_order(
 
     assert pending == []
     assert ledger(db_url, order_id) | {"error": None} == {
-        "status": "succeeded", "intent_id": pi, "refunded_cents": 1000, "error": None,
+        "status": "succeeded", "intent_id": pi, "refunded_cents": 1400, "error": None,
     }  # fmt: skip
     assert len(recorded(db_url)) == 3
 
@@ -297,10 +316,9 @@ def test_an_unknown_event_type_is_recorded_and_answered_200_without_changes(
         intent_event("succeeded", uuid.uuid4(), "pi_unknown_order"),
         intent_event("succeeded", None, "pi_unknown_intent"),
         intent_event("payment_failed", "not-an-order-id", "pi_unknown_too"),
-        refund_event(None, "pi_unknown_refund", 500),
         event("charge.refunded", {"id": "ch_legacy", "object": "charge", "payment_intent": None, "amount_refunded": 5}),
     ],
-    ids=["succeeded-unknown-order", "succeeded-unknown-intent", "failed-bad-order-id", "refund-unknown", "no-intent"],
+    ids=["succeeded-unknown-order", "succeeded-unknown-intent", "failed-bad-order-id", "no-intent"],
 )
 def test_an_event_for_an_unknown_payment_is_recorded_and_answered_200_without_changes(
     stripe_hook: TestClient, db_url: str, payload: str
@@ -313,6 +331,17 @@ def test_an_event_for_an_unknown_payment_is_recorded_and_answered_200_without_ch
         "status": "in_doubt", "intent_id": None, "refunded_cents": 0, "error": None,
     }  # fmt: skip
     assert len(recorded(db_url)) == 1
+
+
+def test_an_unknown_refund_is_redelivered_while_a_charge_is_in_doubt_and_ignored_otherwise(
+    stripe_hook: TestClient, db_url: str
+) -> None:
+    # It may be a refund of the charge whose answer we lost: its intent id is not known to us until that settles.
+    order_id = make_payment(db_url, "in_doubt")
+    assert_error(deliver(stripe_hook, refund_event(None, "pi_unknown", 500)), 409, "PAYMENT_NOT_SETTLED")
+
+    accepted(stripe_hook, intent_event("payment_failed", order_id, intent()))
+    assert accepted(stripe_hook, refund_event(None, "pi_unknown", 500)) == {"received": True}
 
 
 @pytest.mark.parametrize(
@@ -372,7 +401,7 @@ def test_a_body_changed_after_signing_is_refused_400(stripe_hook: TestClient, db
         json.dumps({"id": "evt_1", "type": "charge.refunded", "data": "not an object"}),
         json.dumps({"id": "evt_" + "x" * 300, "type": "charge.refunded", "data": {"object": {}}}),
         event("payment_intent.succeeded", {"object": "payment_intent"}),
-        event("charge.refunded", {"payment_intent": "pi_1", "amount_refunded": -5}),
+        event("refund.updated", {"id": "re_1", "payment_intent": "pi_1", "amount": -5, "status": "succeeded"}),
     ],
     ids=["malformed", "array", "null", "string", "no-id", "data-not-object", "id-too-long", "intent-no-id",
          "negative-refund"],

@@ -15,7 +15,7 @@ DESIGN_UNDO = {
     "charge_payment": "refund_payment",
     "confirm": "unconfirm",
     "notify": "send_cancellation",
-    "ship": None,
+    "ship": "cancel_shipment",
 }
 STEP_NAMES = [step.name for step in saga.STEPS]
 FORWARD = [OrderStatus.PENDING, OrderStatus.RESERVED, OrderStatus.PAID, OrderStatus.CONFIRMED, OrderStatus.NOTIFIED]
@@ -34,7 +34,7 @@ def test_the_steps_run_in_the_order_of_the_design() -> None:
     assert saga.FIRST_STEP == "reserve_stock"
 
 
-def test_every_step_but_ship_has_the_undo_the_design_names() -> None:
+def test_every_step_has_the_undo_the_design_names_and_ship_voids_at_the_carrier() -> None:
     undos = {step.name: step.undo for step in saga.STEPS}
 
     assert undos == DESIGN_UNDO
@@ -55,7 +55,7 @@ def test_each_step_leaves_the_order_in_its_own_forward_status() -> None:
 def test_the_undo_order_is_newest_first() -> None:
     order = saga.UNDO_ORDER
 
-    assert order == ("send_cancellation", "unconfirm", "refund_payment", "release_stock")
+    assert order == ("cancel_shipment", "send_cancellation", "unconfirm", "refund_payment", "release_stock")
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,8 @@ def test_the_undo_order_is_newest_first() -> None:
         ("charge_payment", ("refund_payment", "release_stock")),
         ("confirm", ("unconfirm", "refund_payment", "release_stock")),
         ("notify", ("send_cancellation", "unconfirm", "refund_payment", "release_stock")),
-        ("ship", ("send_cancellation", "unconfirm", "refund_payment", "release_stock")),
+        # A shipment whose answer was lost may exist at the carrier: it is voided before any money goes back.
+        ("ship", ("cancel_shipment", "send_cancellation", "unconfirm", "refund_payment", "release_stock")),
     ],
 )
 def test_a_failed_step_undoes_itself_and_everything_before_it_newest_first(failed: str, plan: tuple[str, ...]) -> None:
@@ -160,7 +161,10 @@ def test_a_step_is_never_both_already_done_and_due(step: str, status: OrderStatu
         (OrderStatus.RESERVED, ("refund_payment", "release_stock")),
         (OrderStatus.PAID, ("unconfirm", "refund_payment", "release_stock")),
         (OrderStatus.CONFIRMED, ("send_cancellation", "unconfirm", "refund_payment", "release_stock")),
-        (OrderStatus.NOTIFIED, ("send_cancellation", "unconfirm", "refund_payment", "release_stock")),
+        (
+            OrderStatus.NOTIFIED,
+            ("cancel_shipment", "send_cancellation", "unconfirm", "refund_payment", "release_stock"),
+        ),
     ],
 )
 def test_a_cancel_undoes_the_due_step_and_everything_done_before_it(status: OrderStatus, plan: tuple[str, ...]) -> None:
@@ -188,6 +192,7 @@ def test_a_cancel_of_an_order_off_the_forward_path_undoes_nothing(status: OrderS
         ("refund_payment", "payments"),
         ("unconfirm", "orders"),
         ("send_cancellation", "fulfilment"),
+        ("cancel_shipment", "fulfilment"),
     ],
 )
 def test_every_action_and_compensation_goes_to_the_queue_of_its_step(actor: str, queue: str) -> None:

@@ -1,0 +1,222 @@
+"""What the payment provider's events do: correct the ledger, and move an order only where money demands it.
+
+The provider's records are the truth, so an event corrects our ledger even against what we believed
+(a success for a payment we had recorded declined). Orders move only where nothing else would move
+them: a cancelled order whose money arrived late is compensated again (its refund re-run), and one
+whose refund failed after the cancel is parked for a person. Everything else (a refund or dispute
+before shipment) is caught by the next step under the order's row lock; after shipment it is
+recorded and alerted on. Every effect is one guarded statement, so a late or repeated event never
+undoes a newer state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, exists, or_, select, text, update
+
+from models.status import OrderStatus, PaymentStatus, StepKind, StepOutcome
+from models.tables import ORDERS, PAYMENTS
+from pipeline import ledger, metrics
+from pipeline.config import get_settings
+from pipeline.payments import ORIGIN, Refund
+from pipeline.progress import advance, lock_order, timeline_row
+
+UNSETTLED = (PaymentStatus.STARTED.value, PaymentStatus.IN_DOUBT.value, PaymentStatus.PENDING.value)
+FINAL_DISPUTES = (ledger.DISPUTE_WON, ledger.DISPUTE_LOST)
+
+
+class NotSettled(Exception):
+    """The event is about a payment whose charge we have not settled yet: refuse it so the provider redelivers."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an event did: applied, unchanged, unknown (no payment of ours) or ignored (a type we do not use)."""
+
+    kind: str
+    order_id: uuid.UUID | None = None
+    send: str | None = None  # the actor to send once the transaction has committed
+    alert: str | None = None  # why a person should look
+
+
+def order_id_in(metadata: Any) -> uuid.UUID | None:
+    """The order a provider object is tagged with, if its metadata holds a well-formed order id."""
+    try:
+        return uuid.UUID(str(metadata["order_id"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _match(order_id: uuid.UUID | None, intent_id: str | None) -> Any:
+    if order_id is not None:
+        return PAYMENTS.c.order_id == order_id
+    return PAYMENTS.c.intent_id == intent_id if intent_id else None
+
+
+def _guarded(connection: Connection, match: Any, *guards: Any, **values: Any) -> uuid.UUID | None:
+    if match is None:
+        return None
+    changed = update(PAYMENTS).where(match, *guards).values(**values).returning(PAYMENTS.c.order_id)
+    order_id: uuid.UUID | None = connection.scalar(changed)
+    return order_id
+
+
+def _known(connection: Connection, match: Any) -> tuple[str, uuid.UUID, uuid.UUID] | None:
+    """(status, order id, payment id) of the matched payment, if any."""
+    if match is None:
+        return None
+    row = connection.execute(select(PAYMENTS.c.status, PAYMENTS.c.order_id, PAYMENTS.c.id).where(match)).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def intent_succeeded(connection: Connection, intent: dict[str, Any]) -> Outcome:
+    """Money was taken: the ledger says so, and a cancelled order gets its refund."""
+    match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
+    values = {"status": PaymentStatus.SUCCEEDED.value, "intent_id": intent["id"], "error": None}
+    changed = _guarded(connection, match, PAYMENTS.c.status != PaymentStatus.SUCCEEDED.value, **values)
+    if changed is None:
+        known = _known(connection, match)
+        return Outcome("unchanged" if known else "unknown", known[1] if known else None)
+    return late_charge(connection, changed) or Outcome("applied", changed)
+
+
+def intent_pending(connection: Connection, intent: dict[str, Any]) -> Outcome:
+    """The provider is processing the charge: unsettled becomes pending, with the intent to look at."""
+    match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
+    guard = PAYMENTS.c.status.in_(UNSETTLED[:2])
+    changed = _guarded(connection, match, guard, status=PaymentStatus.PENDING.value, intent_id=intent["id"])
+    return Outcome("applied" if changed else "unchanged", changed)
+
+
+def intent_failed(connection: Connection, intent: dict[str, Any]) -> Outcome:
+    """An unsettled payment becomes declined; a succeeded one stays succeeded (a failed try can precede success)."""
+    match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
+    error = intent.get("last_payment_error") or {}
+    reason = str(error.get("message") or intent.get("cancellation_reason") or "the payment did not succeed")[:1000]
+    changed = _guarded(connection, match, PAYMENTS.c.status.in_(UNSETTLED), status="declined", error=reason)
+    if changed is None:
+        known = _known(connection, match)
+        return Outcome("unchanged" if known else "unknown", known[1] if known else None)
+    return Outcome("applied", changed)
+
+
+def refund_changed(connection: Connection, refund: dict[str, Any]) -> Outcome:
+    """Record the refund with its status; a failed refund of a cancelled order parks it; after shipment, alert."""
+    metadata = refund.get("metadata") or {}
+    if not isinstance(refund.get("amount"), int) or refund["amount"] <= 0 or not refund.get("id"):
+        raise ValueError("a refund needs an id and a positive amount")
+    known = _known(connection, _match(None, refund.get("payment_intent"))) or _known(
+        connection, _match(order_id_in(metadata), None)
+    )
+    if known is None:
+        # A charge whose answer we lost has no intent id yet: the refund may be of it, so have it redelivered.
+        in_doubt = exists().where(PAYMENTS.c.intent_id.is_(None), PAYMENTS.c.status == PaymentStatus.IN_DOUBT.value)
+        if connection.scalar(select(in_doubt)):
+            raise NotSettled("the refunded charge may be one whose answer we lost")
+        return Outcome("unknown")
+    status, order_id, payment_id = known
+    if status != PaymentStatus.SUCCEEDED:
+        if status == PaymentStatus.DECLINED:
+            return Outcome("unchanged", order_id)
+        raise NotSettled("the refunded charge's payment is not settled yet")
+    ours = metadata.get("origin") == ORIGIN
+    found = Refund(refund["id"], str(refund.get("status") or "pending"), int(refund["amount"]), ours,
+                   refund.get("failure_reason"))  # fmt: skip
+    ledger.record_refund(connection, payment_id, found)
+    return _after_refund(connection, order_id, found)
+
+
+def dispute_changed(connection: Connection, dispute: dict[str, Any]) -> Outcome:
+    """Record the dispute's status (a closed dispute is never reopened by a late event); after shipment, alert."""
+    match = _match(None, dispute.get("payment_intent"))
+    not_closed = or_(
+        PAYMENTS.c.dispute_id.is_distinct_from(dispute["id"]), PAYMENTS.c.dispute_status.not_in(FINAL_DISPUTES)
+    )
+    values = {"dispute_id": dispute["id"], "dispute_status": str(dispute.get("status") or "needs_response")[:32]}
+    changed = _guarded(connection, match, not_closed, **values)
+    if changed is None:
+        known = _known(connection, match)
+        return Outcome("unchanged" if known else "unknown", known[1] if known else None)
+    if _status(connection, changed) == OrderStatus.SHIPPED:
+        metrics.AFTER_SHIPMENT.labels("dispute").inc()
+        return Outcome("applied", changed, alert="dispute after shipment")
+    return Outcome("applied", changed)
+
+
+def late_charge(connection: Connection, order_id: uuid.UUID) -> Outcome | None:
+    """A cancelled order holding money gets its refund re-run through the compensation; None if not cancelled."""
+    order = lock_order(connection, order_id)
+    if order.status != OrderStatus.CANCELLED:
+        return None
+    why = "money arrived after the cancel: refunding it"
+    note = timeline_row("refund_payment", StepKind.COMPENSATION, StepOutcome.STARTED, datetime.now(UTC),
+                        error_code="LATE_CHARGE", error_message=why)  # fmt: skip
+    advance(connection, order, OrderStatus.COMPENSATING, "refund_payment", get_settings().step_lease_s, note)
+    metrics.LATE_CHARGES.inc()
+    return Outcome("applied", order_id, send="refund_payment", alert="charge after cancel: refunding")
+
+
+def _after_refund(connection: Connection, order_id: uuid.UUID, refund: Refund) -> Outcome:
+    status = _status(connection, order_id)
+    if status == OrderStatus.SHIPPED and not refund.ours:
+        metrics.AFTER_SHIPMENT.labels("refund").inc()
+        return Outcome("applied", order_id, alert="refund after shipment")
+    if refund.status == "failed" and status == OrderStatus.CANCELLED:
+        order = lock_order(connection, order_id)
+        note = timeline_row("refund_payment", StepKind.COMPENSATION, StepOutcome.FAILED, datetime.now(UTC),
+                            error_code="REFUND_FAILED", error_message=refund.failure_reason)  # fmt: skip
+        why = f"refund_payment: REFUND_FAILED: {refund.failure_reason or 'the provider gave no reason'}"
+        lease_s = get_settings().step_lease_s
+        advance(connection, order, OrderStatus.NEEDS_ATTENTION, "refund_payment", lease_s, note, last_error=why)
+        metrics.REFUNDS_FAILED.inc()
+        return Outcome("applied", order_id, alert="refund failed after the cancel")
+    return Outcome("applied", order_id)
+
+
+def _status(connection: Connection, order_id: uuid.UUID) -> str:
+    return str(connection.scalar(select(ORDERS.c.status).where(ORDERS.c.id == order_id)))
+
+
+HANDLERS = {
+    "payment_intent.succeeded": intent_succeeded,
+    "payment_intent.processing": intent_pending,
+    "payment_intent.payment_failed": intent_failed,
+    "payment_intent.canceled": intent_failed,
+    "refund.created": refund_changed,
+    "refund.updated": refund_changed,
+    "refund.failed": refund_changed,
+    "charge.refund.updated": refund_changed,
+    "charge.dispute.created": dispute_changed,
+    "charge.dispute.updated": dispute_changed,
+    "charge.dispute.closed": dispute_changed,
+}
+
+
+def apply(connection: Connection, event_type: str, data: dict[str, Any]) -> Outcome:
+    """Apply one event's object inside the caller's transaction (which also records the event id)."""
+    handler = HANDLERS.get(event_type)
+    return handler(connection, data) if handler else Outcome("ignored")
+
+
+_KEPT_MONEY = text("""
+    SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
+    WHERE o.status = 'cancelled' AND p.status = 'succeeded' AND p.dispute_status IS DISTINCT FROM 'lost'
+      AND p.amount_cents > (SELECT coalesce(sum(r.amount_cents), 0) FROM refunds r
+                            WHERE r.payment_id = p.id AND r.status IN ('succeeded', 'pending', 'requires_action'))
+    ORDER BY o.updated_at LIMIT :limit FOR UPDATE OF o SKIP LOCKED""")
+
+
+def refund_kept_money(connection: Connection, limit: int = 100) -> list[uuid.UUID]:
+    """Re-open cancelled orders whose charge the ledger shows unrefunded (a late success whose event was lost).
+
+    Returns the orders whose `refund_payment` the caller sends once the transaction has committed.
+    """
+    reopened = []
+    for order_id in connection.scalars(_KEPT_MONEY, {"limit": limit}).all():
+        if late_charge(connection, order_id) is not None:
+            reopened.append(order_id)
+    return reopened

@@ -1,0 +1,92 @@
+"""The saga's shipping step and its undo: the carrier's records, looked up by key, decide what exists.
+
+A shipment whose answer was lost is found by its idempotency key before it counts as failed; its undo
+voids it at the carrier while the carrier still allows that (before pickup). A parcel already picked
+up cannot come back: the order is then shipped, never refunded (see workers.runner).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, bindparam, update
+from sqlalchemy.dialects.postgresql import insert
+
+from models.status import ReservationStatus
+from models.tables import PRODUCTS, RESERVATIONS, SHIPMENTS
+from pipeline import ledger
+from pipeline.adapters import Adapters
+from pipeline.carrier import Shipment
+from pipeline.errors import ShipmentInDoubt, ShipmentPickedUp
+from pipeline.progress import LockedOrder
+
+CARRIER = "localcarrier"
+_SHIPMENT = insert(SHIPMENTS).on_conflict_do_nothing()
+_SETTLE = (
+    update(RESERVATIONS)
+    .where(RESERVATIONS.c.order_id == bindparam("for_order"), RESERVATIONS.c.status == ReservationStatus.HELD.value)
+    .values(status=bindparam("outcome"))
+    .returning(RESERVATIONS.c.product_id, RESERVATIONS.c.quantity)
+)
+_UNHOLD = {
+    outcome: update(PRODUCTS)
+    .where(PRODUCTS.c.id == bindparam("product_id"))
+    .values({PRODUCTS.c.reserved: PRODUCTS.c.reserved - bindparam("units"), target: target + bindparam("units")})
+    for outcome, target in (
+        (ReservationStatus.SHIPPED, PRODUCTS.c.shipped),
+        (ReservationStatus.RELEASED, PRODUCTS.c.available),
+    )
+}
+
+
+def shipment_key(order: LockedOrder) -> str:
+    return f"{order.id}:ship"
+
+
+def ship(connection: Connection, order: LockedOrder, adapters: Adapters) -> None:
+    """Create the shipment once (the carrier dedupes by key), unless the money went back meanwhile."""
+    problem = ledger.money_problem(connection, order)
+    if problem is not None:
+        raise problem
+    items = [{"productId": str(line.product_id), "quantity": line.quantity} for line in order.lines]
+    key = shipment_key(order)
+    try:
+        shipment = adapters.carrier.create_shipment(
+            order_id=order.id, address=order.shipping_address, items=items, idempotency_key=key
+        )
+    except ShipmentInDoubt:
+        found = adapters.carrier.find_shipment(key)
+        if found is None:
+            raise  # not there: the retry creates it, under the same key
+        shipment = found
+    record_shipped(connection, order, shipment)
+
+
+def cancel_shipment(connection: Connection, order: LockedOrder, adapters: Adapters) -> bool:
+    """Void the order's shipment at the carrier if it has one; ShipmentPickedUp once the parcel has left."""
+    found = adapters.carrier.find_shipment(shipment_key(order))
+    if found is None or found.status == "cancelled":
+        return False
+    if found.status != "picked_up":
+        try:
+            adapters.carrier.cancel_shipment(found.shipment_id, idempotency_key=f"{order.id}:cancel_shipment")
+            return True
+        except ShipmentPickedUp:
+            pass  # picked up between our look and the void
+    raise ShipmentPickedUp("the carrier has picked the parcel up: it cannot be voided", shipment=found)
+
+
+def record_shipped(connection: Connection, order: LockedOrder, shipment: Shipment) -> None:
+    """Record the carrier's shipment and move the held stock to shipped."""
+    connection.execute(_SHIPMENT, {
+        "order_id": order.id, "carrier": CARRIER, "tracking_number": shipment.tracking_number,
+        "carrier_shipment_id": shipment.shipment_id,
+    })  # fmt: skip
+    settle_held(connection, order, ReservationStatus.SHIPPED)
+
+
+def settle_held(connection: Connection, order: LockedOrder, outcome: ReservationStatus) -> bool:
+    """Move the order's held stock to shipped or back on the shelf; False if nothing was held."""
+    settled = connection.execute(_SETTLE, {"for_order": order.id, "outcome": outcome.value}).all()
+    # Products in one global order, as reserve_stock locks them, so two orders cannot deadlock.
+    for product_id, units in sorted(settled):
+        connection.execute(_UNHOLD[outcome], {"product_id": product_id, "units": units})
+    return bool(settled)
