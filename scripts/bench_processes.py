@@ -15,7 +15,7 @@ from scripts import localstack
 from scripts.processes import Child, python, wait_until_answers
 
 # Settings that would make a run something other than the happy path; the bench clears them.
-FAULT_ENV = ("FAKE_STRIPE_", "NOTIFY_FAULT_RATE", "SHIP_FAULT_RATE", "STEP_RETRIES")
+FAULT_ENV = ("FAKE_STRIPE_", "FAKE_CARRIER_", "NOTIFY_FAULT_RATE", "STEP_RETRIES")
 
 
 @contextmanager
@@ -29,10 +29,10 @@ def dramatiq_workers(
 
 
 @contextmanager
-def fake_stripe(log_dir: Path, name: str) -> Iterator[tuple[str, Popen[bytes]]]:
-    """The loopback Stripe as its own process, no faults; yields (url, process)."""
+def fake_stripe(log_dir: Path, name: str, module: str = "scripts.fake_stripe") -> Iterator[tuple[str, Popen[bytes]]]:
+    """The loopback Stripe (or, by module, the local carrier) as its own process, no faults; yields (url, process)."""
     port = localstack.free_port()
-    argv = python("-m", "scripts.fake_stripe", "--port", str(port))
+    argv = python("-m", module, "--port", str(port))
     with _running(Child(name, argv, clean_env(), log_dir)) as process:
         url = f"http://127.0.0.1:{port}"
         wait_until_answers(f"{url}/_control/ledger", process, 30, f"{process.args!r} did not answer on {url}")

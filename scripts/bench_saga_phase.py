@@ -13,7 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from models.status import TERMINAL_VALUES
 from pipeline import saga
-from pipeline.config import LOCAL_STRIPE_KEY
+from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
 from scripts import bench_chain, localstack
 from scripts.bench_config import BenchConfig
 from scripts.bench_database import Target, flush_redis, fresh_orders
@@ -32,11 +32,14 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
         if phase == "orderflow":
             stripe = stack.enter_context(fake_stripe(target.log_dir, f"stripe-{repetition}"))
             meter.watch("stripe", stripe[1])
+            carrier = stack.enter_context(fake_stripe(target.log_dir, f"carrier-{repetition}", "scripts.fake_carrier"))
+            meter.watch("carrier", carrier[1])
             metrics_dir = target.log_dir / f"worker-metrics-{repetition}"
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir()
             env |= {"STRIPE_API_BASE": stripe[0], "STRIPE_API_KEY": LOCAL_STRIPE_KEY, "NOTIFY_FAULT_RATE": "0",
-                    "SHIP_FAULT_RATE": "0", "dramatiq_prom_db": str(metrics_dir),
+                    "CARRIER_API_BASE": carrier[0], "CARRIER_API_KEY": LOCAL_CARRIER_KEY,
+                    "dramatiq_prom_db": str(metrics_dir),
                     "dramatiq_prom_port": str(localstack.free_port())}  # fmt: skip
             module = "workers"
         else:

@@ -31,7 +31,7 @@ from sqlalchemy import text
 from models.db import dispose_engines, engine_for
 from models.migrate import upgrade
 from models.status import TERMINAL_VALUES
-from pipeline.audit import audit, violations_only
+from pipeline.audit import INFO, audit, violations_only
 from scripts import localstack
 from scripts.chaos_stack import ChaosStack
 from scripts.demo import watch
@@ -51,6 +51,7 @@ class Plan:
     kill_every_s: float = 3.0
     lease_s: float = 5.0
     settle_timeout_s: float = 300.0
+    meddle_every_s: float = 2.0
 
 
 @dataclass
@@ -97,20 +98,27 @@ def _experiment(stack: ChaosStack, plan: Plan, report: Report) -> None:
     started = time.monotonic()
     done = threading.Event()
     chaos = threading.Thread(target=_shake, args=(stack, plan, report, started, done), daemon=True)
+    dashboard = threading.Thread(target=_meddle, args=(stack, plan, report, started, done), daemon=True)
     chaos.start()
+    dashboard.start()
     try:
         report.accepted = place_orders(stack.api_url, token, catalogue, plan.orders, plan.rate)
     finally:
         done.set()
         chaos.join()
+        dashboard.join()
     report.push_s = time.monotonic() - started
     settling = time.monotonic()
     statuses = watch(stack.servers.database_url, report.accepted, plan.settle_timeout_s)
     if sum(statuses[status] for status in TERMINAL_VALUES) == len(report.accepted):
         report.quiescence_s = time.monotonic() - settling
+    _wait_for_webhooks(stack.stripe_url, plan.settle_timeout_s)
+    watch(stack.servers.database_url, report.accepted, plan.settle_timeout_s)  # a late event may reopen an order
     report.outcomes = _outcomes(stack.servers.database_url)
     ledger = httpx.get(f"{stack.stripe_url}/_control/ledger", timeout=30).json()
-    report.violations = audit(stack.servers.database_url, ledger) | _lost(stack.servers.database_url, report.accepted)
+    shipments = httpx.get(f"{stack.carrier_url}/_control/ledger", timeout=30).json()
+    found = audit(stack.servers.database_url, ledger, shipments)
+    report.violations = found | _lost(stack.servers.database_url, report.accepted)
 
 
 def _shake(stack: ChaosStack, plan: Plan, report: Report, started: float, done: threading.Event) -> None:
@@ -141,6 +149,39 @@ def _shake(stack: ChaosStack, plan: Plan, report: Report, started: float, done: 
     for child in stack.workers:  # a worker may have died on its own during a restart: bring it back
         if not child.alive:
             child.start()
+
+
+def _meddle(stack: ChaosStack, plan: Plan, report: Report, started: float, done: threading.Event) -> None:
+    """Act as the shop owner in the Stripe dashboard: refund some charges (in full or in part), dispute others."""
+    rng = random.Random(7)
+    client = httpx.Client(base_url=stack.stripe_url, timeout=10)
+    while not done.wait(plan.meddle_every_s):
+        try:
+            charged = [i for i in client.get("/_control/ledger").json() if i["status"] == "succeeded"]
+            if not charged:
+                continue
+            intent = rng.choice(charged)
+            action = rng.choice(("full refund", "partial refund", "dispute"))
+            if action == "dispute":
+                answer = client.post("/_control/disputes", json={"payment_intent": intent["id"]})
+            else:
+                amount = None if action == "full refund" else max(1, intent["amount"] // 3)
+                answer = client.post("/_control/refunds", json={"payment_intent": intent["id"], "amount": amount})
+            if answer.is_success:
+                report.events.append((time.monotonic() - started, f"dashboard {action} {intent['id']}"))
+        except httpx.HTTPError:
+            continue
+    client.close()
+
+
+def _wait_for_webhooks(stripe_url: str, timeout_s: float) -> None:
+    """Until Stripe has delivered (or given up on) every event: the audit compares what both sides know."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        events = httpx.get(f"{stripe_url}/_control/events", timeout=30).json()
+        if all(e["delivery"]["delivered"] or e["delivery"]["given_up"] for e in events):
+            return
+        time.sleep(1)
 
 
 def _outcomes(database_url: str) -> Counter[tuple[str, str]]:
@@ -176,7 +217,8 @@ def show(report: Report) -> None:
     console.print(outcomes)
     checks = Table("check", "violations", title="audit")
     for name, ids in report.violations.items():
-        checks.add_row(name, f"[red]{len(ids)}: {', '.join(ids[:3])}[/red]" if ids else "[green]0[/green]")
+        colour = "yellow" if name.startswith(INFO) else "red"
+        checks.add_row(name, f"[{colour}]{len(ids)}: {', '.join(ids[:3])}[/{colour}]" if ids else "[green]0[/green]")
     console.print(checks)
     console.print("[green]clean[/green]" if report.clean else "[red]VIOLATIONS or orders not settled[/red]")
 

@@ -21,18 +21,20 @@ from sqlalchemy.exc import OperationalError
 
 from models.db import engine_for
 from models.status import TERMINAL_VALUES
-from pipeline.config import LOCAL_STRIPE_KEY, PROJECT_ROOT
+from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY, PROJECT_ROOT
 from scripts.demo_orders import place_orders, seed_catalogue
 from scripts.localstack import Stack, free_port
 from scripts.processes import wait_until_answers
 
 console = Console()
+DEMO_WEBHOOK_SECRET = "whsec_demo_local_only"
 
 
 @contextmanager
 def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) -> Iterator[str]:
     """Run the Procfile (API, workers, reaper, loopback Stripe) under honcho; yields the API's URL."""
     api_port, stripe_port, metrics_port, reaper_port = free_port(), free_port(), free_port(), free_port()
+    carrier_port = free_port()
     metrics_dir = log_path.parent / "worker-metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)  # multiprocess files of an earlier run would add up
     metrics_dir.mkdir()
@@ -43,9 +45,16 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
         "WORKER_THREADS": str(threads), "STEP_LEASE_S": "15", "REAPER_INTERVAL_S": "2",
         "WORKER_METRICS_DIR": str(metrics_dir), "WORKER_METRICS_PORT": str(metrics_port),
         "REAPER_METRICS_PORT": str(reaper_port),
-        # Faults a real shop meets: a flaky payment provider and notifier.
+        "CARRIER_PORT": str(carrier_port), "CARRIER_API_BASE": f"http://127.0.0.1:{carrier_port}",
+        "CARRIER_API_KEY": LOCAL_CARRIER_KEY, "CARRIER_TIMEOUT_S": "2",
+        # Stripe forwards its signed events to the API, as `stripe listen --forward-to` does.
+        "STRIPE_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET, "FAKE_STRIPE_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
+        "FAKE_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/v1/webhooks/stripe",
+        # Faults a real shop meets: a flaky payment provider, notifier and carrier, charges that process a while.
         "FAKE_STRIPE_ERROR_RATE": "0.04", "FAKE_STRIPE_RATE_LIMIT_RATE": "0.02", "FAKE_STRIPE_TIMEOUT_RATE": "0.01",
-        "FAKE_STRIPE_TIMEOUT_DELAY_S": "3", "NOTIFY_FAULT_RATE": "0.03",
+        "FAKE_STRIPE_TIMEOUT_DELAY_S": "3", "FAKE_STRIPE_SEARCH_LAG_S": "30", "FAKE_STRIPE_PROCESSING_RATE": "0.03",
+        "FAKE_STRIPE_PROCESSING_DELAY_S": "1", "NOTIFY_FAULT_RATE": "0.03",
+        "FAKE_CARRIER_ERROR_RATE": "0.02", "FAKE_CARRIER_LOST_ANSWER_RATE": "0.01", "FAKE_CARRIER_TIMEOUT_DELAY_S": "3",
     }  # fmt: skip
     bin_dir = Path(sys.executable).parent  # the Procfile's commands come from this venv
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
