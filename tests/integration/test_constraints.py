@@ -50,6 +50,17 @@ def a_payment(db_url: str, **overrides: Any) -> None:
     insert(db_url, "payments", **(row | {"currency": "USD", "status": "started"} | overrides))
 
 
+def a_refund(db_url: str, **overrides: Any) -> None:
+    order = an_order(db_url)
+    payment = {"order_id": order, "idempotency_key": uuid.uuid4().hex, "amount_cents": 1200, "currency": "USD",
+               "status": "succeeded", "intent_id": f"pi_{uuid.uuid4().hex}"}  # fmt: skip
+    insert(db_url, "payments", **payment)
+    with engine_for(db_url).connect() as connection:
+        payment_id = connection.execute(text("SELECT id FROM payments WHERE order_id = :o"), {"o": order}).scalar_one()
+    row = {"payment_id": payment_id, "provider_refund_id": f"re_{uuid.uuid4().hex}", "amount_cents": 100}
+    insert(db_url, "refunds", **(row | {"status": "succeeded", "origin": "saga"} | overrides))
+
+
 def a_step(db_url: str, **overrides: Any) -> None:
     row = {"order_id": an_order(db_url), "step": "reserve_stock", "kind": "action", "outcome": "started"}
     insert(db_url, "saga_steps", **(row | overrides))
@@ -93,6 +104,9 @@ BAD_ROWS = {
     "ck_payments_success_has_intent": (a_payment, {"status": "succeeded"}),
     "ck_payments_refund_only_of_success": (a_payment, {"status": "declined", "refunded_cents": 1}),
     "ck_payments_currency_iso": (a_payment, {"currency": "12$"}),
+    "ck_refunds_status_known": (a_refund, {"status": "maybe"}),
+    "ck_refunds_origin_known": (a_refund, {"origin": "martians"}),
+    "ck_refunds_amount_positive": (a_refund, {"amount_cents": 0}),
     "ck_saga_steps_kind_known": (a_step, {"kind": "magic"}),
     "ck_saga_steps_outcome_known": (a_step, {"outcome": "maybe"}),
     "ck_saga_steps_attempt_positive": (a_step, {"attempt": 0}),

@@ -82,7 +82,8 @@ def test_racing_duplicates_of_each_message_charge_and_ship_once(
     assert {order.status for order in orders.values()} == {"shipped"}
     assert stock(db_url, product) == (50, 40, 0, 10)
     for order_id in order_ids:
-        assert effects(db_url, order_id) == {"reservations": 1, "deliveries": 2, "payments": 1}
+        # One notification in local_deliveries; the shipment lives at the carrier (audited against its records).
+        assert effects(db_url, order_id) == {"reservations": 1, "deliveries": 1, "payments": 1}
         assert len(succeeded_charges(stripe_server.ledger(), order_id)) == 1
 
 
