@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.db import transaction
@@ -87,6 +88,15 @@ def write(connection: Connection, entry: LedgerEntry, **values: object) -> None:
     connection.execute(_WRITE, {"payment_id": entry.id, **values})
 
 
+def write_where(connection: Connection, match: Any, *guards: Any, **values: Any) -> uuid.UUID | None:
+    """Set `values` on the matched payment if every guard holds (one statement); the order id changed, if any."""
+    if match is None:
+        return None
+    changed = update(PAYMENTS).where(match, *guards).values(**values).returning(PAYMENTS.c.order_id)
+    order_id: uuid.UUID | None = connection.scalar(changed)
+    return order_id
+
+
 def charged(connection: Connection, entry: LedgerEntry, intent_id: str) -> None:
     """Record the provider's successful charge inside the caller's transaction."""
     write(connection, entry, status=PaymentStatus.SUCCEEDED.value, intent_id=intent_id)
@@ -158,15 +168,45 @@ def refunds(connection: Connection, payment_id: uuid.UUID) -> Refunds:
     return Refunds(held, pending, failed)
 
 
-def money_problem(connection: Connection, order: LockedOrder) -> PermanentError | None:
-    """Why the order must not go on with its charge: refunded in full or disputed (read under the row lock)."""
-    payment = find(connection, order.id, lock=False)
-    if payment is None or payment.status != PaymentStatus.SUCCEEDED:
-        return None
-    if payment.dispute_status == DISPUTE_LOST:
-        return PaymentDisputeLost("the charge was disputed and the dispute was lost")
-    if payment.dispute_status is not None and payment.dispute_status != DISPUTE_WON:
-        return PaymentDisputed(f"the charge is disputed ({payment.dispute_status}): held for an operator")
-    if refunds(connection, payment.id).held_cents >= payment.amount_cents:
-        return PaymentRefunded("the charge was refunded in full outside the saga")
-    return None
+_HELD_CENTS = (
+    select(func.coalesce(func.sum(REFUNDS.c.amount_cents), 0))
+    .where(REFUNDS.c.payment_id == PAYMENTS.c.id, REFUNDS.c.status.in_(HOLDING))
+    .scalar_subquery()
+)
+# One round trip per step: the charge, its dispute and what its refunds hold back.
+_MONEY = select(PAYMENTS.c.status, PAYMENTS.c.amount_cents, PAYMENTS.c.dispute_status, _HELD_CENTS).where(
+    PAYMENTS.c.order_id == bindparam("order_id")
+)
+
+
+@dataclass(frozen=True)
+class Money:
+    """The order's charge as the ledger holds it now, with what stops the order from going on, if anything."""
+
+    charged_cents: int | None
+    problem: PermanentError | None
+
+
+def money_still_held(connection: Connection, order: LockedOrder) -> int | None:
+    """The amount charged; a charge refunded in full or disputed outside the saga stops the order here."""
+    held = money(connection, order)
+    if held.problem is not None:
+        raise held.problem
+    return held.charged_cents
+
+
+def money(connection: Connection, order: LockedOrder) -> Money:
+    """The charge and why the order must not go on with it: refunded in full or disputed (read under the row lock)."""
+    row = connection.execute(_MONEY, {"order_id": order.id}).first()
+    if row is None:
+        return Money(None, None)
+    status, amount, dispute, held = row
+    if status != PaymentStatus.SUCCEEDED:
+        return Money(amount, None)
+    if dispute == DISPUTE_LOST:
+        return Money(amount, PaymentDisputeLost("the charge was disputed and the dispute was lost"))
+    if dispute is not None and dispute != DISPUTE_WON:
+        return Money(amount, PaymentDisputed(f"the charge is disputed ({dispute}): held for an operator"))
+    if held >= amount:
+        return Money(amount, PaymentRefunded("the charge was refunded in full outside the saga"))
+    return Money(amount, None)

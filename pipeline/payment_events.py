@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, or_, select, text, update
+from sqlalchemy import Connection, exists, or_, select, text
 
 from models.status import OrderStatus, PaymentStatus, StepKind, StepOutcome
 from models.tables import ORDERS, PAYMENTS
 from pipeline import ledger, metrics
 from pipeline.config import get_settings
 from pipeline.payments import ORIGIN, Refund
-from pipeline.progress import advance, lock_order, timeline_row
+from pipeline.progress import advance, lock_order, park, timeline_row
 
 UNSETTLED = (PaymentStatus.STARTED.value, PaymentStatus.IN_DOUBT.value, PaymentStatus.PENDING.value)
 FINAL_DISPUTES = (ledger.DISPUTE_WON, ledger.DISPUTE_LOST)
@@ -57,14 +57,6 @@ def _match(order_id: uuid.UUID | None, intent_id: str | None) -> Any:
     return PAYMENTS.c.intent_id == intent_id if intent_id else None
 
 
-def _guarded(connection: Connection, match: Any, *guards: Any, **values: Any) -> uuid.UUID | None:
-    if match is None:
-        return None
-    changed = update(PAYMENTS).where(match, *guards).values(**values).returning(PAYMENTS.c.order_id)
-    order_id: uuid.UUID | None = connection.scalar(changed)
-    return order_id
-
-
 def _known(connection: Connection, match: Any) -> tuple[str, uuid.UUID, uuid.UUID] | None:
     """(status, order id, payment id) of the matched payment, if any."""
     if match is None:
@@ -73,14 +65,19 @@ def _known(connection: Connection, match: Any) -> tuple[str, uuid.UUID, uuid.UUI
     return (row[0], row[1], row[2]) if row else None
 
 
+def _unchanged(connection: Connection, match: Any) -> Outcome:
+    """An event that changed nothing: about a payment of ours (unchanged) or about none (unknown)."""
+    known = _known(connection, match)
+    return Outcome("unchanged" if known else "unknown", known[1] if known else None)
+
+
 def intent_succeeded(connection: Connection, intent: dict[str, Any]) -> Outcome:
     """Money was taken: the ledger says so, and a cancelled order gets its refund."""
     match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
     values = {"status": PaymentStatus.SUCCEEDED.value, "intent_id": intent["id"], "error": None}
-    changed = _guarded(connection, match, PAYMENTS.c.status != PaymentStatus.SUCCEEDED.value, **values)
+    changed = ledger.write_where(connection, match, PAYMENTS.c.status != PaymentStatus.SUCCEEDED.value, **values)
     if changed is None:
-        known = _known(connection, match)
-        return Outcome("unchanged" if known else "unknown", known[1] if known else None)
+        return _unchanged(connection, match)
     return late_charge(connection, changed) or Outcome("applied", changed)
 
 
@@ -88,7 +85,7 @@ def intent_pending(connection: Connection, intent: dict[str, Any]) -> Outcome:
     """The provider is processing the charge: unsettled becomes pending, with the intent to look at."""
     match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
     guard = PAYMENTS.c.status.in_(UNSETTLED[:2])
-    changed = _guarded(connection, match, guard, status=PaymentStatus.PENDING.value, intent_id=intent["id"])
+    changed = ledger.write_where(connection, match, guard, status=PaymentStatus.PENDING.value, intent_id=intent["id"])
     return Outcome("applied" if changed else "unchanged", changed)
 
 
@@ -97,10 +94,9 @@ def intent_failed(connection: Connection, intent: dict[str, Any]) -> Outcome:
     match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
     error = intent.get("last_payment_error") or {}
     reason = str(error.get("message") or intent.get("cancellation_reason") or "the payment did not succeed")[:1000]
-    changed = _guarded(connection, match, PAYMENTS.c.status.in_(UNSETTLED), status="declined", error=reason)
+    changed = ledger.write_where(connection, match, PAYMENTS.c.status.in_(UNSETTLED), status="declined", error=reason)
     if changed is None:
-        known = _known(connection, match)
-        return Outcome("unchanged" if known else "unknown", known[1] if known else None)
+        return _unchanged(connection, match)
     return Outcome("applied", changed)
 
 
@@ -137,10 +133,9 @@ def dispute_changed(connection: Connection, dispute: dict[str, Any]) -> Outcome:
         PAYMENTS.c.dispute_id.is_distinct_from(dispute["id"]), PAYMENTS.c.dispute_status.not_in(FINAL_DISPUTES)
     )
     values = {"dispute_id": dispute["id"], "dispute_status": str(dispute.get("status") or "needs_response")[:32]}
-    changed = _guarded(connection, match, not_closed, **values)
+    changed = ledger.write_where(connection, match, not_closed, **values)
     if changed is None:
-        known = _known(connection, match)
-        return Outcome("unchanged" if known else "unknown", known[1] if known else None)
+        return _unchanged(connection, match)
     if _status(connection, changed) == OrderStatus.SHIPPED:
         metrics.AFTER_SHIPMENT.labels("dispute").inc()
         return Outcome("applied", changed, alert="dispute after shipment")
@@ -167,11 +162,8 @@ def _after_refund(connection: Connection, order_id: uuid.UUID, refund: Refund) -
         return Outcome("applied", order_id, alert="refund after shipment")
     if refund.status == "failed" and status == OrderStatus.CANCELLED:
         order = lock_order(connection, order_id)
-        note = timeline_row("refund_payment", StepKind.COMPENSATION, StepOutcome.FAILED, datetime.now(UTC),
-                            error_code="REFUND_FAILED", error_message=refund.failure_reason)  # fmt: skip
-        why = f"refund_payment: REFUND_FAILED: {refund.failure_reason or 'the provider gave no reason'}"
-        lease_s = get_settings().step_lease_s
-        advance(connection, order, OrderStatus.NEEDS_ATTENTION, "refund_payment", lease_s, note, last_error=why)
+        park(connection, order, "refund_payment", StepKind.COMPENSATION, datetime.now(UTC), get_settings().step_lease_s,
+             error_code="REFUND_FAILED", error_message=refund.failure_reason)  # fmt: skip
         metrics.REFUNDS_FAILED.inc()
         return Outcome("applied", order_id, alert="refund failed after the cancel")
     return Outcome("applied", order_id)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import requests
 import stripe
-from requests.adapters import HTTPAdapter
-from requests.utils import get_environ_proxies
 
 from models.status import PaymentStatus
 from pipeline.errors import PaymentDeclined, TransientError
 from pipeline.stripe_errors import stripe_errors
+from pipeline.stripe_http import http_client
 
 # Our refunds carry this in their metadata, so a refund event tells the saga's refunds from outside ones.
 ORIGIN = "orderflow"
@@ -71,33 +68,11 @@ def _search_literal(value: str) -> str:
     return f"'{escaped}'"
 
 
-def _http_client(api_base: str | None, timeout_s: float) -> stripe.RequestsClient:
-    """A requests session that reads the environment once, not on every call.
-
-    With `trust_env` requests looks up proxies and ~/.netrc for every request, which cost more CPU
-    than the rest of the HTTP call. The proxy settings are read here instead, for Stripe's address.
-    The session is shared by the worker's threads: its connection pool is thread-safe, and Stripe
-    sets no cookies.
-    """
-    session = requests.Session()
-    session.trust_env = False
-    session.mount("https://", HTTPAdapter(pool_maxsize=32))
-    session.mount("http://", HTTPAdapter(pool_maxsize=32))
-    return stripe.RequestsClient(timeout=timeout_s, session=session, proxy=environment_proxy(api_base))
-
-
-def environment_proxy(api_base: str | None) -> str | None:
-    """The proxy the environment sets for Stripe's address (HTTPS_PROXY, ALL_PROXY, NO_PROXY), if any."""
-    address = api_base or "https://api.stripe.com"
-    proxies = get_environ_proxies(address)  # {} when NO_PROXY covers the address
-    return proxies.get(urlsplit(address).scheme) or proxies.get("all")
-
-
 class StripePayments:
     """The saga's payment adapter; `api_base=None` talks to the real Stripe."""
 
     def __init__(self, api_key: str, api_base: str | None, timeout_s: float = 10.0) -> None:
-        self._http = _http_client(api_base, timeout_s)
+        self._http = http_client(api_base, timeout_s)
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,

@@ -135,6 +135,17 @@ def begin_compensation(
     return plan[0]
 
 
+def park(
+    connection: Connection, order: LockedOrder, actor: str, kind: StepKind, started_at: datetime, lease_s: float,
+    *, error_code: str, error_message: str | None, **details: Any,
+) -> None:  # fmt: skip
+    """Move the order to needs_attention at `actor`, noting the failed attempt; last_error reads `actor: code: why`."""
+    note = timeline_row(actor, kind, StepOutcome.FAILED, started_at, error_code=error_code,
+                        error_message=error_message, **details)  # fmt: skip
+    last_error = f"{actor}: {error_code}: {error_message or 'no reason given'}"[:1000]
+    advance(connection, order, OrderStatus.NEEDS_ATTENTION, actor, lease_s, note, last_error=last_error)
+
+
 def record(
     connection: Connection, order_id: uuid.UUID, step: str, kind: StepKind, outcome: StepOutcome,
     started_at: datetime, **details: Any,

@@ -7,34 +7,20 @@ up cannot come back: the order is then shipped, never refunded (see workers.runn
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert
 
 from models.status import ReservationStatus
-from models.tables import PRODUCTS, RESERVATIONS, SHIPMENTS
+from models.tables import SHIPMENTS
 from pipeline import ledger
 from pipeline.adapters import Adapters
 from pipeline.carrier import Shipment
 from pipeline.errors import ShipmentInDoubt, ShipmentPickedUp
 from pipeline.progress import LockedOrder
+from pipeline.stock import settle_held
 
 CARRIER = "localcarrier"
 _SHIPMENT = insert(SHIPMENTS).on_conflict_do_nothing()
-_SETTLE = (
-    update(RESERVATIONS)
-    .where(RESERVATIONS.c.order_id == bindparam("for_order"), RESERVATIONS.c.status == ReservationStatus.HELD.value)
-    .values(status=bindparam("outcome"))
-    .returning(RESERVATIONS.c.product_id, RESERVATIONS.c.quantity)
-)
-_UNHOLD = {
-    outcome: update(PRODUCTS)
-    .where(PRODUCTS.c.id == bindparam("product_id"))
-    .values({PRODUCTS.c.reserved: PRODUCTS.c.reserved - bindparam("units"), target: target + bindparam("units")})
-    for outcome, target in (
-        (ReservationStatus.SHIPPED, PRODUCTS.c.shipped),
-        (ReservationStatus.RELEASED, PRODUCTS.c.available),
-    )
-}
 
 
 def shipment_key(order: LockedOrder) -> str:
@@ -43,9 +29,7 @@ def shipment_key(order: LockedOrder) -> str:
 
 def ship(connection: Connection, order: LockedOrder, adapters: Adapters) -> None:
     """Create the shipment once (the carrier dedupes by key), unless the money went back meanwhile."""
-    problem = ledger.money_problem(connection, order)
-    if problem is not None:
-        raise problem
+    ledger.money_still_held(connection, order)
     items = [{"productId": str(line.product_id), "quantity": line.quantity} for line in order.lines]
     key = shipment_key(order)
     try:
@@ -81,12 +65,3 @@ def record_shipped(connection: Connection, order: LockedOrder, shipment: Shipmen
         "carrier_shipment_id": shipment.shipment_id,
     })  # fmt: skip
     settle_held(connection, order, ReservationStatus.SHIPPED)
-
-
-def settle_held(connection: Connection, order: LockedOrder, outcome: ReservationStatus) -> bool:
-    """Move the order's held stock to shipped or back on the shelf; False if nothing was held."""
-    settled = connection.execute(_SETTLE, {"for_order": order.id, "outcome": outcome.value}).all()
-    # Products in one global order, as reserve_stock locks them, so two orders cannot deadlock.
-    for product_id, units in sorted(settled):
-        connection.execute(_UNHOLD[outcome], {"product_id": product_id, "units": units})
-    return bool(settled)

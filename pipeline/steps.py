@@ -15,13 +15,14 @@ from sqlalchemy import Connection, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.status import NotificationKind, ReservationStatus
-from models.tables import NOTIFICATIONS, PAYMENTS, PRODUCTS, RESERVATIONS
+from models.tables import NOTIFICATIONS, PRODUCTS, RESERVATIONS
 from pipeline import ledger
 from pipeline.adapters import Adapters
 from pipeline.errors import OutOfStock, PermanentError
 from pipeline.payment_steps import charge_payment, refund_payment
 from pipeline.progress import LockedOrder
-from pipeline.shipping_steps import cancel_shipment, settle_held, ship
+from pipeline.shipping_steps import cancel_shipment, ship
+from pipeline.stock import settle_held
 
 # Statements are built once (see pipeline.progress).
 _TAKE = (
@@ -32,7 +33,6 @@ _TAKE = (
     )
 )
 _HOLD = insert(RESERVATIONS)
-_CHARGED = select(PAYMENTS.c.amount_cents).where(PAYMENTS.c.order_id == bindparam("order_id"))
 _NOTIFICATION = insert(NOTIFICATIONS).on_conflict_do_nothing()  # a re-run after a crash finds the first one
 _CONFIRMATION_SENT = select(
     exists().where(
@@ -56,16 +56,15 @@ def reserve_stock(connection: Connection, order: LockedOrder, adapters: Adapters
 
 def confirm(connection: Connection, order: LockedOrder, adapters: Adapters) -> None:
     """Check the totals add up before the order is confirmed: lines, order total and the charge agree."""
-    _money_still_held(connection, order)
+    charged = ledger.money_still_held(connection, order)
     lines_total = sum(line.quantity * line.unit_price_cents for line in order.lines)
-    charged = connection.scalar(_CHARGED, {"order_id": order.id})
     if not lines_total == order.total_cents == charged:
         raise PermanentError(f"totals disagree: lines {lines_total}, order {order.total_cents}, charged {charged}")
 
 
 def notify(connection: Connection, order: LockedOrder, adapters: Adapters) -> None:
     """Send the confirmation (the provider dedupes a resend after a crash by its idempotency key)."""
-    _money_still_held(connection, order)
+    ledger.money_still_held(connection, order)
     _send_notification(connection, order, adapters, NotificationKind.CONFIRMATION)
 
 
@@ -85,13 +84,6 @@ def send_cancellation(connection: Connection, order: LockedOrder, adapters: Adap
         return False
     _send_notification(connection, order, adapters, NotificationKind.CANCELLATION)
     return True
-
-
-def _money_still_held(connection: Connection, order: LockedOrder) -> None:
-    """A charge refunded in full or disputed outside the saga stops the order before it goes further."""
-    problem = ledger.money_problem(connection, order)
-    if problem is not None:
-        raise problem
 
 
 def _send_notification(connection: Connection, order: LockedOrder, adapters: Adapters, kind: NotificationKind) -> None:

@@ -142,7 +142,8 @@ def run(stack: Stack, orders: int, rate: float, processes: int, threads: int) ->
 
     log_path = PROJECT_ROOT / ".localstack" / "demo.log"
     log_path.parent.mkdir(exist_ok=True)
-    console.print(f"starting API, {processes} workers x {threads} threads, reaper, loopback Stripe (log: {log_path})")
+    processes_line = f"starting API, {processes} workers x {threads} threads, reaper, loopback Stripe, local carrier"
+    console.print(f"{processes_line} (log: {log_path})")
     with running_stack(stack, log_path, processes, threads) as api:
         catalogue = seed_catalogue(stack.database_url)
         token = mint_token(verification_keys(get_settings())[0], "demo-shop", ["orders:write", "orders:read"])

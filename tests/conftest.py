@@ -48,6 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from pipeline.adapters import process_adapters
+
+    if process_adapters.cache_info().currsize:  # the worker fixture's adapters hold HTTP connections
+        adapters = process_adapters()
+        adapters.payments.close()
+        adapters.carrier.close()
     _run.close()
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
-from dramatiq.middleware import CurrentMessage
 from sqlalchemy import Connection
 
 from models.db import transaction
@@ -24,6 +22,7 @@ from pipeline.progress import (
     begin_compensation,
     lease_until,
     lock_order,
+    park,
     record,
     timeline_row,
     update_order,
@@ -31,6 +30,7 @@ from pipeline.progress import (
 from pipeline.shipping_steps import record_shipped
 from pipeline.steps import ACTIONS, COMPENSATIONS
 from workers.dispatch import send
+from workers.step_records import error_info, finished, message_info, observe, record_retry
 
 log = structlog.get_logger("orderflow.saga")
 
@@ -51,11 +51,11 @@ def _act(step: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str
             return StepOutcome.SKIPPED, saga.step_after(step) if status == saga.BY_NAME[step].done else None
         ACTIONS[step](connection, order, adapters)
         next_actor = saga.step_after(step)
-        note = timeline_row(step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **_message_info())
+        note = timeline_row(step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **message_info())
         advance(connection, order, saga.BY_NAME[step].done, next_actor, adapters.lease_s, note)
         created_at = order.created_at
     if next_actor is None:
-        _finished(OrderStatus.SHIPPED, created_at)
+        finished(OrderStatus.SHIPPED, created_at)
     return StepOutcome.SUCCEEDED, next_actor
 
 
@@ -70,7 +70,7 @@ def fail_permanently(step: str, order_id: str, error: PipelineError, adapters: A
         order = lock_order(connection, order_id)
         if order.status != saga.status_before(step):
             return  # someone else moved the order on (a duplicate, or a cancel): nothing to start
-        record(connection, order.id, step, StepKind.ACTION, StepOutcome.FAILED, started, **_error_info(error))
+        record(connection, order.id, step, StepKind.ACTION, StepOutcome.FAILED, started, **error_info(error))
         plan = saga.compensation_plan(step)
         first = begin_compensation(connection, order, plan, error.code, error.message, adapters.lease_s)
         status = order.status
@@ -79,22 +79,31 @@ def fail_permanently(step: str, order_id: str, error: PipelineError, adapters: A
     if first:
         send(first, order_id)
     else:
-        _finished(status, None)
+        finished(status, None)
 
 
 def hold(step: str, order_id: str, error: PipelineError, adapters: Adapters) -> None:
     """Park the order before `step` for an operator, undoing nothing (a disputed charge); `retry` resumes it."""
+    if _park(step, StepKind.ACTION, order_id, error, adapters, lambda order: order.status == saga.status_before(step)):
+        metrics.HELD.labels(error.code).inc()
+        log.error("saga.held", order_id=order_id, step=step, reason=error.code, error=error.message)
+
+
+def _park(
+    actor: str, kind: StepKind, order_id: str, error: PipelineError, adapters: Adapters,
+    due: Callable[[LockedOrder], bool],
+) -> bool:  # fmt: skip
+    """Park the order at `actor` if it is still where `due` expects it; False if someone moved it on."""
     started = datetime.now(UTC)
     with transaction(adapters.database_url) as connection:
         order = lock_order(connection, order_id)
-        if order.status != saga.status_before(step):
-            return
-        note = timeline_row(step, StepKind.ACTION, StepOutcome.FAILED, started, **_error_info(error))
-        last_error = f"{step}: {error.code}: {error.message}"[:1000]
-        advance(connection, order, OrderStatus.NEEDS_ATTENTION, step, adapters.lease_s, note, last_error=last_error)
-    metrics.HELD.labels(error.code).inc()
-    _finished(OrderStatus.NEEDS_ATTENTION, None)
-    log.error("saga.held", order_id=order_id, step=step, reason=error.code, error=error.message)
+        if not due(order):
+            return False
+        info = message_info()
+        park(connection, order, actor, kind, started, adapters.lease_s, error_code=error.code,
+             error_message=error.message, **info)  # fmt: skip
+    finished(OrderStatus.NEEDS_ATTENTION, None)
+    return True
 
 
 def run_compensation(undo: str, order_id: str, adapters: Adapters | None = None) -> None:
@@ -115,7 +124,7 @@ def _undo(undo: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, st
             _shipped_after_all(connection, order, error, started, adapters.lease_s)
             return StepOutcome.FAILED, None
         outcome = StepOutcome.SUCCEEDED if undone else StepOutcome.SKIPPED
-        note = timeline_row(undo, StepKind.COMPENSATION, outcome, started, **_message_info())
+        note = timeline_row(undo, StepKind.COMPENSATION, outcome, started, **message_info())
         next_undo = saga.undo_after(undo)
         if next_undo:
             lease = lease_until(adapters.lease_s)
@@ -123,7 +132,7 @@ def _undo(undo: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, st
         else:
             advance(connection, order, OrderStatus.CANCELLED, None, adapters.lease_s, note)
     if next_undo is None:
-        _finished(OrderStatus.CANCELLED, None)
+        finished(OrderStatus.CANCELLED, None)
     return outcome, next_undo
 
 
@@ -132,7 +141,7 @@ def _shipped_after_all(
 ) -> None:
     """The parcel left before it could be voided: the order is shipped (and keeps its money), never refunded."""
     record_shipped(connection, order, error.details["shipment"])
-    note = timeline_row("cancel_shipment", StepKind.COMPENSATION, StepOutcome.FAILED, started, **_error_info(error))
+    note = timeline_row("cancel_shipment", StepKind.COMPENSATION, StepOutcome.FAILED, started, **error_info(error))
     why = f"cancel_shipment: {error.code}: shipped before the cancel ({order.cancel_reason}) could stop it"
     advance(connection, order, OrderStatus.SHIPPED, None, lease_s, note, cancel_reason=None, last_error=why)
     metrics.SHIPPED_DESPITE_CANCEL.inc()
@@ -143,16 +152,12 @@ def _shipped_after_all(
 def needs_attention(undo: str, order_id: str, error: PipelineError, adapters: Adapters | None = None) -> None:
     """A compensation could not finish: park the order where operators and alerts see it."""
     adapters = adapters or process_adapters()
-    started = datetime.now(UTC)
-    with transaction(adapters.database_url) as connection:
-        order = lock_order(connection, order_id)
-        if order.status != OrderStatus.COMPENSATING or order.current_step != undo:
-            return
-        note = timeline_row(undo, StepKind.COMPENSATION, StepOutcome.FAILED, started, **_error_info(error))
-        last_error = f"{undo}: {error.code}: {error.message}"[:1000]
-        advance(connection, order, OrderStatus.NEEDS_ATTENTION, undo, adapters.lease_s, note, last_error=last_error)
-    _finished(OrderStatus.NEEDS_ATTENTION, None)
-    log.error("saga.needs_attention", order_id=order_id, step=undo, error=error.message)
+
+    def still_undoing(order: LockedOrder) -> bool:
+        return order.status == OrderStatus.COMPENSATING and order.current_step == undo
+
+    if _park(undo, StepKind.COMPENSATION, order_id, error, adapters, still_undoing):
+        log.error("saga.needs_attention", order_id=order_id, step=undo, error=error.message)
 
 
 def exhausted(actor: str, order_id: str, last_error: str) -> None:
@@ -181,68 +186,27 @@ def _attempt(
     try:
         outcome, follow_up = body(name, order_id, adapters)
     except PermanentError as error:
-        _observe(name, kind, StepOutcome.FAILED, clock, error)
+        observe(name, kind, StepOutcome.FAILED, clock, error)
         on_permanent(name, order_id, error, adapters)
         return
     except ProviderUnauthorized as error:
         # Our credentials, not the order: wait long, outside Dramatiq's retry budget, so nobody's order is cancelled.
-        _observe(name, kind, StepOutcome.RETRYING, clock, error)
+        observe(name, kind, StepOutcome.RETRYING, clock, error)
         metrics.PROVIDER_AUTH_FAILURES.labels(name).inc()
         wait_s = get_settings().provider_auth_retry_s
-        _record_retry(name, kind, order_id, error, adapters, wait_s)
+        record_retry(name, kind, order_id, error, adapters, wait_s)
         send(name, order_id, delay_ms=int(wait_s * 1000))
         return
     except Exception as error:
         bug = database_bug(error)
         if bug is not None:
-            _observe(name, kind, StepOutcome.FAILED, clock, bug)
+            observe(name, kind, StepOutcome.FAILED, clock, bug)
             log.error("saga.database_bug", order_id=order_id, step=name, error=str(error)[:2000], exc_info=error)
             on_permanent(name, order_id, bug, adapters)
             return
-        _observe(name, kind, StepOutcome.RETRYING, clock, error)
-        _record_retry(name, kind, order_id, error, adapters, get_settings().retry_of(name).max_backoff_ms / 1000)
+        observe(name, kind, StepOutcome.RETRYING, clock, error)
+        record_retry(name, kind, order_id, error, adapters, get_settings().retry_of(name).max_backoff_ms / 1000)
         raise
-    _observe(name, kind, outcome, clock)
+    observe(name, kind, outcome, clock)
     if follow_up:
         send(follow_up, order_id)
-
-
-def _record_retry(
-    step: str, kind: StepKind, order_id: str, error: Exception, adapters: Adapters, backoff_s: float
-) -> None:
-    """Note the failed attempt, and stretch the lease over the coming backoff so the reaper waits for it."""
-    code = error.code if isinstance(error, PipelineError) else type(error).__name__
-    log.warning("saga.retrying", order_id=order_id, step=step, code=code, error=str(error)[:300])
-    try:
-        with transaction(adapters.database_url) as connection:
-            order = lock_order(connection, order_id)
-            details = {**_message_info(), "error_code": code, "error_message": str(error)}
-            note = timeline_row(step, kind, StepOutcome.RETRYING, datetime.now(UTC), **details)
-            lease = lease_until(adapters.lease_s + backoff_s)
-            update_order(connection, order, note, lease_expires_at=lease)
-    except Exception as database_down:  # the retry itself must not fail on a bookkeeping write
-        log.warning("saga.retry_not_recorded", order_id=order_id, step=step, error=str(database_down)[:300])
-
-
-def _message_info() -> dict[str, Any]:
-    message = CurrentMessage.get_current_message()
-    if message is None:
-        return {}
-    return {"attempt": message.options.get("retries", 0) + 1, "message_id": message.message_id}
-
-
-def _error_info(error: PipelineError) -> dict[str, Any]:
-    return {**_message_info(), "error_code": error.code, "error_message": error.message}
-
-
-def _observe(step: str, kind: StepKind, outcome: StepOutcome, clock: float, error: Exception | None = None) -> None:
-    metrics.STEP_SECONDS.labels(step, kind.value, outcome.value).observe(time.perf_counter() - clock)
-    if error is not None:
-        code = error.code if isinstance(error, PipelineError) else type(error).__name__
-        metrics.STEP_FAILURES.labels(step, kind.value, code).inc()
-
-
-def _finished(status: str, created_at: datetime | None) -> None:
-    metrics.ORDERS_FINISHED.labels(status).inc()
-    if status == OrderStatus.SHIPPED and created_at is not None:
-        metrics.TIME_TO_SHIP.observe((datetime.now(UTC) - created_at).total_seconds())

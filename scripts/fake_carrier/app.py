@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from scripts.loopback import stall
+
 from .faults import Fault, FaultInjector, Faults
 from .objects import ApiFailure, Json, check_create, error_body, new_id
 from .state import Store
@@ -27,14 +29,6 @@ _SERVER_ERROR = error_body("server_error", "Something went wrong on our end. (in
 def _authorized(request: Request) -> bool:
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and key.startswith("ck_test_")
-
-
-async def _stall(request: Request, seconds: float) -> None:
-    """Hold the answer back until the client gives up (disconnects) or `seconds` pass."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline and not await request.is_disconnected():
-        await asyncio.sleep(0.02)
 
 
 def _json(status: int, body: Json) -> Response:
@@ -62,7 +56,7 @@ def _carrier_route(path: str, method: str, handler: Handler, injector: FaultInje
         # The effect above is applied and saved; the caller never hears about it. Only writes lose answers here:
         # the chaos harness needs the lookup that follows a lost create to get through now and then.
         if fault is Fault.LOST_ANSWER and method == "POST":
-            await _stall(request, faults.timeout_delay_s)
+            await stall(request, faults.timeout_delay_s)
         headers = {"Request-Id": new_id("req")}
         if replayed:
             headers["Idempotent-Replayed"] = "true"

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import random
-import threading
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import ClassVar
 
-ENV_PREFIX = "FAKE_CARRIER_"
-_INTEGERS = ("latency_ms", "seed")
+from scripts.loopback import KnobSet, SeededDraws
 
 
 @dataclass(frozen=True)
-class Faults:
+class Faults(KnobSet):
     """What goes wrong, and how often, on /v1 requests (rates are fractions of requests, 0..1)."""
+
+    ENV_PREFIX: ClassVar[str] = "FAKE_CARRIER_"
 
     error_rate: float = 0.0
     lost_answer_rate: float = 0.0
@@ -31,28 +29,6 @@ class Faults:
         if self.latency_ms < 0 or self.timeout_delay_s < 0 or self.pickup_delay_s < 0:
             raise ValueError("latency_ms, timeout_delay_s and pickup_delay_s must be >= 0")
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], base: Faults | None = None) -> Faults:
-        """Build from a JSON-ish mapping; unknown keys are an error, missing ones keep `base`'s value."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        updates: dict[str, Any] = {k: int(v) if k in _INTEGERS else float(v) for k, v in values.items()}
-        return replace(base or cls(), **updates)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Faults:
-        """Read the FAKE_CARRIER_<SETTING> variables (unset or empty ones keep their defaults)."""
-        names = [f.name for f in fields(cls)]
-        return cls.from_mapping(
-            {n: environ[ENV_PREFIX + n.upper()] for n in names if environ.get(ENV_PREFIX + n.upper())}
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values."""
-        return asdict(self)
-
 
 class Fault(Enum):
     """The fault drawn for one request."""
@@ -66,8 +42,8 @@ class FaultInjector:
     """Holds the current Faults and a seeded random stream; one draw per /v1 request."""
 
     def __init__(self, faults: Faults | None = None) -> None:
-        self._lock = threading.Lock()
-        self.configure(faults or Faults())
+        self._faults = faults or Faults()
+        self._draws = SeededDraws(self._faults.seed)
 
     @property
     def faults(self) -> Faults:
@@ -76,19 +52,12 @@ class FaultInjector:
 
     def configure(self, faults: Faults) -> None:
         """Replace the settings and restart the random stream from their seed."""
-        with self._lock:
-            self._faults = faults
-            self._rng = random.Random(faults.seed)
+        self._faults = faults
+        self._draws.restart(faults.seed)
 
     def draw(self) -> Fault:
         """Pick the fault for the next request: server error, then lost answer bands."""
-        with self._lock:
-            f = self._faults
-            if not (f.error_rate or f.lost_answer_rate):
-                return Fault.NONE
-            r = self._rng.random()
-        if r < f.error_rate:
-            return Fault.SERVER_ERROR
-        if r < f.error_rate + f.lost_answer_rate:
-            return Fault.LOST_ANSWER
-        return Fault.NONE
+        f = self._faults
+        return self._draws.pick(
+            [(Fault.SERVER_ERROR, f.error_rate), (Fault.LOST_ANSWER, f.lost_answer_rate)], Fault.NONE
+        )

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-import time
-import urllib.error
-import urllib.request
-from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+from scripts.loopback import LoopbackServer
 
 from .app import create_app
 from .faults import Faults
@@ -22,52 +17,13 @@ def serve(host: str = "127.0.0.1", port: int = 12112, faults: Faults | None = No
     uvicorn.run(create_app(faults), host=host, port=port, log_level="warning")
 
 
-class FakeCarrierServer:
+class FakeCarrierServer(LoopbackServer):
     """The fake carrier on a free loopback port, in a background thread, with helpers for its control API."""
 
+    name = "fake carrier server"
+
     def __init__(self, faults: Faults | None = None, host: str = "127.0.0.1") -> None:
-        # IPPROTO_TCP spelled out: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP, and
-        # without it every keep-alive request pays a ~40 ms Nagle / delayed-ACK stall.
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, 0))
-        self.url = f"http://{host}:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(faults), log_level="warning", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    def start(self, wait_s: float = 10.0) -> FakeCarrierServer:
-        """Start serving and wait until the port answers."""
-        self._thread.start()
-        deadline = time.monotonic() + wait_s
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("fake carrier server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit and wait for the thread."""
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
-
-    def __enter__(self) -> FakeCarrierServer:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                raise ValueError(f"{method} {path} -> {error.code}: {error.read().decode()}") from None
+        super().__init__(create_app(faults), host)
 
     def set_faults(self, **settings: float) -> dict[str, Any]:
         """Change fault settings (error_rate, lost_answer_rate, latency_ms, timeout_delay_s, pickup_delay_s, seed)."""

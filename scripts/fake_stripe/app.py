@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from scripts.loopback import stall
+
 from . import charges, intents, refunds
 from .account import Account
 from .dashboard import Control, control_routes
@@ -52,14 +54,6 @@ def _api_key(request: Request) -> str | None:
     return key if scheme.lower() == "bearer" and key.startswith("sk_test_") else None
 
 
-async def _stall(request: Request, seconds: float) -> None:
-    """Hold the answer back until the client gives up (disconnects) or `seconds` pass."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline and not await request.is_disconnected():
-        await asyncio.sleep(0.02)
-
-
 def _json(status: int, body: Json) -> Response:
     return JSONResponse(body, status, headers={"Request-Id": new_id("req")})
 
@@ -90,7 +84,7 @@ def _stripe_route(path: str, method: str, handler: Handler, store: Store, inject
         args = dict(request.path_params)
         status, body, replayed = store.execute(api_key, idem_key, fingerprint, lambda acct: handler(acct, params, args))
         if fault is Fault.TIMEOUT:  # the effect above is applied; the caller never hears about it
-            await _stall(request, faults.timeout_delay_s)
+            await stall(request, faults.timeout_delay_s)
         headers = {"Request-Id": new_id("req"), "Stripe-Version": request.headers.get("stripe-version", "")}
         if idem_key:
             headers["Idempotency-Key"] = idem_key

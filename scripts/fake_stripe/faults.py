@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import ClassVar
 
-_INTEGERS = frozenset({"latency_ms", "seed", "webhook_max_attempts"})
+from scripts.loopback import KnobSet, SeededDraws
 
 
 @dataclass(frozen=True)
-class Faults:
+class Faults(KnobSet):
     """What goes wrong, how often and how late (rates are fractions 0..1; every default is today's plain Stripe)."""
+
+    ENV_PREFIX: ClassVar[str] = "FAKE_STRIPE_"
+    INTEGERS: ClassVar[frozenset[str]] = frozenset({"latency_ms", "seed", "webhook_max_attempts"})
 
     # Per /v1 request, answered before (500, 429) or after (timeout) the endpoint runs.
     error_rate: float = 0.0
@@ -55,28 +57,6 @@ class Faults:
         if self.webhook_retry_base_s < 0 or self.webhook_max_attempts < 1:
             raise ValueError("webhook_retry_base_s must be >= 0 and webhook_max_attempts >= 1")
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], base: Faults | None = None) -> Faults:
-        """Build from a JSON-ish mapping; unknown keys are an error, missing ones keep `base`'s value."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        updates: dict[str, Any] = {k: int(v) if k in _INTEGERS else float(v) for k, v in values.items()}
-        return replace(base or cls(), **updates)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Faults:
-        """Read the FAKE_STRIPE_<NAME> variables (unset or empty ones keep their defaults)."""
-        return cls.from_mapping({name: environ[env] for name, env in ENV_NAMES.items() if environ.get(env)})
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values."""
-        return asdict(self)
-
-
-ENV_NAMES = {f.name: f"FAKE_STRIPE_{f.name.upper()}" for f in fields(Faults)}
-
 
 class Fault(Enum):
     """The fault drawn for one request."""
@@ -92,6 +72,7 @@ class FaultInjector:
 
     def __init__(self, faults: Faults | None = None) -> None:
         self._lock = threading.Lock()
+        self._draws = SeededDraws(0)
         self.configure(faults or Faults())
 
     @property
@@ -103,23 +84,18 @@ class FaultInjector:
         """Replace the settings and restart both random streams from their seed."""
         with self._lock:
             self._faults = faults
-            self._rng = random.Random(faults.seed)
+            self._draws.restart(faults.seed)
             self._behaviour = random.Random(f"behaviour:{faults.seed}")
 
     def draw(self) -> Fault:
         """Pick the fault for the next request: server error, then rate limit, then timeout bands."""
-        with self._lock:
-            f = self._faults
-            if not (f.error_rate or f.rate_limit_rate or f.timeout_rate):
-                return Fault.NONE
-            r = self._rng.random()
-        if r < f.error_rate:
-            return Fault.SERVER_ERROR
-        if r < f.error_rate + f.rate_limit_rate:
-            return Fault.RATE_LIMIT
-        if r < f.error_rate + f.rate_limit_rate + f.timeout_rate:
-            return Fault.TIMEOUT
-        return Fault.NONE
+        f = self._faults
+        bands = [
+            (Fault.SERVER_ERROR, f.error_rate),
+            (Fault.RATE_LIMIT, f.rate_limit_rate),
+            (Fault.TIMEOUT, f.timeout_rate),
+        ]
+        return self._draws.pick(bands, Fault.NONE)
 
     def roll(self) -> float:
         """A behaviour draw in [0, 1) (kept apart from the request faults, so knobs do not shift their pattern)."""

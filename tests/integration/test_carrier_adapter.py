@@ -27,16 +27,9 @@ ADDRESS = {"street": "1 Main St", "city": "Springfield", "state": None, "zipCode
 Connect = Callable[..., HttpCarrier]
 
 
-@pytest.fixture(scope="module")
-def carrier_server() -> Iterator[FakeCarrierServer]:
-    with FakeCarrierServer() as server:
-        yield server
-
-
 @pytest.fixture
 def carrier(carrier_server: FakeCarrierServer) -> FakeCarrierServer:
-    """The module's carrier, emptied and with its start-up faults."""
-    carrier_server.reset()
+    """The run's local carrier (tests/conftest.py), emptied and with its start-up faults."""
     return carrier_server
 
 

@@ -30,16 +30,9 @@ def poll(seconds: float = 5.0) -> Retrying:
     return Retrying(stop=stop_after_delay(seconds), wait=wait_fixed(0.05), retry=retry, reraise=True)
 
 
-@pytest.fixture(scope="module")
-def carrier_server() -> Iterator[FakeCarrierServer]:
-    with FakeCarrierServer() as server:
-        yield server
-
-
 @pytest.fixture
 def carrier(carrier_server: FakeCarrierServer) -> FakeCarrierServer:
-    """The module's carrier, emptied and with its start-up faults."""
-    carrier_server.reset()
+    """The run's local carrier (tests/conftest.py), emptied and with its start-up faults."""
     return carrier_server
 
 

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from models.db import engine_for
+from pipeline.adapters import Adapters
 from pipeline.audit import audit, violations_only
 from pipeline.config import LOCAL_STRIPE_KEY
 from scripts.fake_carrier import FakeCarrierServer
@@ -104,15 +105,21 @@ def test_an_in_doubt_charge_that_never_reached_stripe_is_cancelled_without_charg
     assert payment_row(db_url, order_id)["status"] == "declined"
 
 
-def test_a_processing_intent_is_pending_not_declined_and_the_order_goes_on_once_it_succeeds(stack: Stack) -> None:
+def charge_left_processing(stack: Stack) -> tuple[uuid.UUID, Adapters]:
+    """A reserved order whose charge Stripe holds `processing`; (order, adapters)."""
     db_url, stripe, carrier = stack
     stripe.set_faults(processing_rate=1.0, processing_delay_s=60)
-    product = make_product(db_url, stock=5)
-    order_id = make_order(db_url, [(product, 2)])
+    order_id = make_order(db_url, [(make_product(db_url, stock=5), 2)])
     adapters = adapters_for(db_url, stripe.url, carrier.url)
     run_steps(order_id, adapters, "reserve_stock")
     with pytest.raises(Exception, match="processing"):
         run_steps(order_id, adapters, "charge_payment")
+    return order_id, adapters
+
+
+def test_a_processing_intent_is_pending_not_declined_and_the_order_goes_on_once_it_succeeds(stack: Stack) -> None:
+    db_url, stripe, carrier = stack
+    order_id, adapters = charge_left_processing(stack)
     assert (order_row(db_url, order_id)["status"], payment_row(db_url, order_id)["status"]) == ("reserved", "pending")
 
     stripe.settle_intent(intent_of(stripe.ledger(), order_id)["id"], "succeeded")
@@ -124,13 +131,7 @@ def test_a_processing_intent_is_pending_not_declined_and_the_order_goes_on_once_
 
 def test_a_processing_intent_of_a_cancelled_order_is_refunded_once_it_succeeds(stack: Stack) -> None:
     db_url, stripe, carrier = stack
-    stripe.set_faults(processing_rate=1.0, processing_delay_s=60)
-    product = make_product(db_url, stock=5)
-    order_id = make_order(db_url, [(product, 2)])
-    adapters = adapters_for(db_url, stripe.url, carrier.url)
-    run_steps(order_id, adapters, "reserve_stock")
-    with pytest.raises(Exception, match="processing"):
-        run_steps(order_id, adapters, "charge_payment")
+    order_id, adapters = charge_left_processing(stack)
     cancel_order(db_url, order_id)
     with pytest.raises(Exception, match="processing"):  # the refund waits: nothing final to refund yet
         run_undos(order_id, adapters)
@@ -286,7 +287,8 @@ def test_a_partial_dashboard_refund_racing_the_compensation_refunds_exactly_the_
     assert violations_only(audit(db_url, stripe.ledger(), carrier.ledger())) == {}
 
 
-def test_a_pending_refund_keeps_the_order_compensating_until_stripe_says_it_succeeded(stack: Stack) -> None:
+def refund_left_pending(stack: Stack) -> tuple[uuid.UUID, Adapters, str]:
+    """A cancelled charge whose refund Stripe holds pending; (order, adapters, the refund's id)."""
     db_url, stripe, carrier = stack
     order_id, _ = paid_order(stack)
     stripe.set_faults(refund_pending_rate=1.0, refund_settle_s=60)
@@ -294,10 +296,16 @@ def test_a_pending_refund_keeps_the_order_compensating_until_stripe_says_it_succ
     cancel_order(db_url, order_id)
     with pytest.raises(Exception, match="pending"):
         run_undos(order_id, adapters)
+    [refund] = intent_of(stripe.ledger(), order_id)["refunds"]
+    return order_id, adapters, refund["id"]
+
+
+def test_a_pending_refund_keeps_the_order_compensating_until_stripe_says_it_succeeded(stack: Stack) -> None:
+    db_url, stripe, carrier = stack
+    order_id, adapters, refund_id = refund_left_pending(stack)
     assert order_row(db_url, order_id)["status"] == "compensating"
 
-    [refund] = intent_of(stripe.ledger(), order_id)["refunds"]
-    stripe.settle_refund(refund["id"], "succeeded")
+    stripe.settle_refund(refund_id, "succeeded")
     run_undos(order_id, adapters)
 
     assert order_row(db_url, order_id)["status"] == "cancelled"
@@ -305,15 +313,9 @@ def test_a_pending_refund_keeps_the_order_compensating_until_stripe_says_it_succ
 
 
 def test_a_refund_that_fails_parks_the_order_for_an_operator(stack: Stack) -> None:
-    db_url, stripe, carrier = stack
-    order_id, _ = paid_order(stack)
-    stripe.set_faults(refund_pending_rate=1.0, refund_settle_s=60)
-    adapters = adapters_for(db_url, stripe.url, carrier.url)
-    cancel_order(db_url, order_id)
-    with pytest.raises(Exception, match="pending"):
-        run_undos(order_id, adapters)
-    [refund] = intent_of(stripe.ledger(), order_id)["refunds"]
-    stripe.settle_refund(refund["id"], "failed")
+    db_url, stripe, _ = stack
+    order_id, adapters, refund_id = refund_left_pending(stack)
+    stripe.settle_refund(refund_id, "failed")
 
     run_undos(order_id, adapters)
 

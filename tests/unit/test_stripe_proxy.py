@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.payments import environment_proxy
+from pipeline.stripe_http import environment_proxy
 
 PROXY_VARIABLES = (
     "HTTPS_PROXY",
