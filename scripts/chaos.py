@@ -160,7 +160,8 @@ def _meddle(stack: ChaosStack, plan: Plan, report: Report, started: float, done:
             charged = [i for i in client.get("/_control/ledger").json() if i["status"] == "succeeded"]
             if not charged:
                 continue
-            intent = rng.choice(charged)
+            # The newest charges: most of their orders have not shipped yet, where a refund or dispute bites.
+            intent = rng.choice(sorted(charged, key=lambda i: i["created"])[-5:])
             action = rng.choice(("full refund", "partial refund", "dispute"))
             if action == "dispute":
                 answer = client.post("/_control/disputes", json={"payment_intent": intent["id"]})
