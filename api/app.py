@@ -16,18 +16,13 @@ from api.database import intake_pool
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from api.ratelimit import RateLimiter, check_rate_limit
-from models.schemas import ErrorBody
+from api.openapi_docs import AUTHENTICATED, operation_id
+from api.ratelimit import Admission, Rate
 from pipeline.config import Settings, get_settings
-from pipeline.logs import configure_logging
+from pipeline.logs import configure_logging, get_logger
 from workers.dispatch import start_saga
 
-COMMON_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorBody, "description": "UNAUTHORIZED: missing, invalid or expired token"},
-    403: {"model": ErrorBody, "description": "FORBIDDEN: the token lacks the scope"},
-    422: {"model": ErrorBody, "description": "VALIDATION_ERROR (or PRODUCT_NOT_FOUND, PRICE_MISMATCH, ...)"},
-    429: {"model": ErrorBody, "description": "RATE_LIMITED, with Retry-After"},
-}
+log = get_logger(__name__)
 
 
 @contextmanager
@@ -55,17 +50,28 @@ def create_app(settings: Settings | None = None, enqueue: Callable[[str], None] 
     redis_url, database_url = settings.redis_url, settings.database_url
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
 
-    check_rate_limit(settings.rate_limit_per_s, settings.rate_limit_burst)
+    requests = Rate(settings.rate_limit_per_s, settings.rate_limit_burst)
+    failures = Rate(settings.auth_failures_per_min / 60, settings.auth_failures_burst)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The limiter's async Redis client and the intake pool belong to the serving event loop: made here.
-        limiter_redis = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-        async with limiter_redis, intake_pool(database_url) as pool:
-            app.state.rate_limiter = RateLimiter(limiter_redis, settings.rate_limit_per_s, settings.rate_limit_burst)
+        # The limiter fails open, so its timeout is short: a hung Redis must not eat the request's budget.
+        limiter_timeout = settings.rate_limit_timeout_s
+        limiter_redis = redis.asyncio.Redis.from_url(
+            redis_url, socket_timeout=limiter_timeout, socket_connect_timeout=limiter_timeout
+        )
+        async with limiter_redis, intake_pool(database_url, settings.intake_db_budget_s) as pool:
+            app.state.admission = Admission(limiter_redis, requests, failures)
             app.state.intake_pool = pool
-            with frozen_startup_heap():
-                yield
+            metrics_server = app.state.metrics.serve(settings.metrics_host, settings.api_metrics_port)
+            try:
+                with frozen_startup_heap():
+                    yield
+            finally:
+                if metrics_server is not None:
+                    metrics_server.shutdown()
+                    metrics_server.server_close()
         client.close()
 
     app = FastAPI(
@@ -73,6 +79,7 @@ def create_app(settings: Settings | None = None, enqueue: Callable[[str], None] 
         version="1",
         summary="Place orders idempotently and follow their checkout saga. Money is integer cents.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.database_url = settings.database_url
@@ -87,7 +94,10 @@ def create_app(settings: Settings | None = None, enqueue: Callable[[str], None] 
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     # The routers carry their whole /v1/... prefix, so a matched route's path is its full template (metrics label).
     for router in (orders.router, products.router):
-        app.include_router(router, responses=COMMON_ERRORS)
+        app.include_router(router, responses=AUTHENTICATED)
     app.include_router(health.router)
-    app.include_router(webhooks.router)  # signed by Stripe, not by our bearer tokens
+    if webhooks.enabled(settings):
+        app.include_router(webhooks.router)  # signed by Stripe, not by our bearer tokens
+    else:
+        log.warning("stripe_webhooks_disabled", reason="STRIPE_WEBHOOK_SECRET is not set")
     return app

@@ -14,11 +14,16 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.auth import Client, InvalidToken, authenticate
 from api.errors import ApiError
+from api.metrics import ApiMetrics
+from api.ratelimit import Decision, Verdict
 from pipeline.config import Settings
+from pipeline.logs import get_logger
+
+log = get_logger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="A JWT from `orderctl token`; scopes in its `scopes` claim.")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
-MAX_OFFSET = 10_000_000
+UNKNOWN_ADDRESS = "unknown"  # a transport that names no peer (a unix socket): such callers share one bucket
 
 
 async def app_settings(request: Request) -> Settings:
@@ -37,31 +42,50 @@ async def enqueue(request: Request) -> Callable[[str], None]:
     return request.app.state.enqueue  # type: ignore[no-any-return]
 
 
-async def authenticated(
+async def admitted(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Client:
-    """The client whose bearer token verifies; 401 otherwise."""
-    if credentials is None:
-        raise ApiError(401, "UNAUTHORIZED", "a bearer token is required", headers=CHALLENGE)
+    """The client whose bearer token verifies, within its rate; 401, or 429 with Retry-After, otherwise.
+
+    Each 401 spends one of its address's failure tokens, and an address with none left is answered 429 whatever
+    its token, so guessing keys runs at the refill rate and the answer never says whether a guess was right.
+    """
+    address = request.client.host if request.client else UNKNOWN_ADDRESS
+    metrics: ApiMetrics = request.app.state.metrics
+    settings: Settings = request.app.state.settings
+    client, failure = None, None
     try:
-        return authenticate(credentials.credentials, request.app.state.jwt_keys)
+        if credentials is None:
+            raise InvalidToken("a bearer token is required", "missing")
+        client = authenticate(credentials.credentials, request.app.state.jwt_keys, settings.jwt_audience,
+                              settings.jwt_issuer)  # fmt: skip
     except InvalidToken as error:
-        raise ApiError(401, "UNAUTHORIZED", str(error), headers=CHALLENGE) from None
-
-
-async def rate_limited(request: Request, client: Annotated[Client, Depends(authenticated)]) -> Client:
-    """The client, if its token bucket has a token left; 429 with Retry-After otherwise."""
-    decision = await request.app.state.rate_limiter.take(client.id)
-    if not decision.allowed:
-        retry = str(decision.retry_after_s)
-        raise ApiError(429, "RATE_LIMITED", f"too many requests; retry in {retry} s", headers={"Retry-After": retry})
+        failure = error
+    decision: Decision = await request.app.state.admission.admit(address, client.id if client else None)
+    if decision.verdict is Verdict.ADDRESS_THROTTLED:
+        metrics.auth_throttled.inc()
+        raise too_many(decision, "too many failed authentications from this address")
+    if failure is not None:
+        metrics.auth_failures.labels(failure.reason).inc()
+        if decision.emptied:  # logged at most once per refill per address
+            log.warning("auth_failures_throttled", address=address, reason=failure.reason,
+                        per_min=settings.auth_failures_per_min, burst=settings.auth_failures_burst)  # fmt: skip
+        raise ApiError(401, "UNAUTHORIZED", str(failure), headers=CHALLENGE)
+    if decision.verdict is Verdict.CLIENT_LIMITED:
+        raise too_many(decision, "too many requests")
+    assert client is not None
     return client
+
+
+def too_many(decision: Decision, why: str) -> ApiError:
+    retry = str(decision.retry_after_s)
+    return ApiError(429, "RATE_LIMITED", f"{why}; retry in {retry} s", headers={"Retry-After": retry})
 
 
 def require(scope: str) -> Callable[[Client], Awaitable[Client]]:
     """A dependency that lets through only clients whose token grants `scope` (403 otherwise)."""
 
-    async def scoped(client: Annotated[Client, Depends(rate_limited)]) -> Client:
+    async def scoped(client: Annotated[Client, Depends(admitted)]) -> Client:
         if not client.may(scope):
             raise ApiError(403, "FORBIDDEN", f"this token lacks the {scope!r} scope", {"requiredScope": scope})
         return client
@@ -87,4 +111,3 @@ Writer = Annotated[Client, Depends(require("orders:write"))]
 Admin = Annotated[Client, Depends(require("admin"))]
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")]
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]

@@ -18,8 +18,9 @@ from pipeline.logs import get_logger
 
 log = get_logger(__name__)
 
+MALFORMED_JSON = "MALFORMED_JSON"
 HTTP_CODES = {
-    400: "BAD_REQUEST",
+    400: MALFORMED_JSON,  # FastAPI raises a bare 400 only when it cannot read the body
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
@@ -74,13 +75,20 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = validation_details(exc.errors())
-    malformed = any(d["type"] == "json_invalid" for d in details)
-    message = "the request body is not valid JSON" if malformed else "the request is invalid"
-    return error_response(422, "VALIDATION_ERROR", message, details)
+    if any(d["type"] == "json_invalid" for d in details):
+        return malformed_json(details)
+    return error_response(422, "VALIDATION_ERROR", "the request is invalid", details)
+
+
+def malformed_json(details: Any = None) -> JSONResponse:
+    """400: the body is not JSON at all (a body that is JSON but breaks the rules is 422)."""
+    return error_response(400, MALFORMED_JSON, "the request body is not valid JSON", details)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        return malformed_json()
     code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
     headers = dict(exc.headers or {})

@@ -1,51 +1,63 @@
-"""Liveness, readiness and the Prometheus scrape endpoint (no auth: keep them on the internal network)."""
+"""Liveness and readiness (no auth: probes call them). The metrics have their own port (api/metrics.py)."""
 
 from __future__ import annotations
 
-import redis
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+import asyncio
 
-from api.deps import DatabaseUrl
+import psycopg
+import redis
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
+from starlette.concurrency import run_in_threadpool
+
+from api.database import waited
 from api.errors import error_response
-from models.db import engine_for
+from api.openapi_docs import UNAVAILABLE
 
 router = APIRouter(tags=["health"])
+# Each readiness check's bound, well under the probe's 5 s timeout (deploy/k8s/api.yaml).
+READY_WAIT_S = 2.0
 
 
 @router.get("/healthz", summary="The process is up")
-async def healthz() -> dict[str, str]:
+async def liveness() -> dict[str, str]:
     """Always 200 while the process serves requests."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Postgres and Redis answer", responses={503: {"description": "NOT_READY"}})
-def readyz(request: Request, database_url: DatabaseUrl) -> JSONResponse:
-    """200 when Postgres and Redis both answer; 503 NOT_READY naming the one that does not."""
-    checks = {"postgres": postgres_check(database_url), "redis": redis_check(request.app.state.redis)}
+@router.get("/readyz", summary="Postgres and Redis answer", responses=UNAVAILABLE)
+async def readiness(request: Request) -> JSONResponse:
+    """200 when Postgres and Redis both answer in time; 503 NOT_READY naming the one that does not."""
+    postgres, redis_state = await asyncio.gather(
+        postgres_check(request.app.state.intake_pool), run_in_threadpool(redis_check, request.app.state.redis)
+    )
+    checks = {"postgres": postgres, "redis": redis_state}
     if all(result == "ok" for result in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
     return error_response(503, "NOT_READY", "a backing service does not answer", checks)
 
 
-@router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
-    payload, content_type = request.app.state.metrics.exposition()
-    return Response(payload, media_type=content_type)
-
-
-def postgres_check(database_url: str) -> str:
-    try:
-        with engine_for(database_url).connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError as error:
+async def postgres_check(pool: AsyncConnectionPool) -> str:
+    """SELECT 1 on the intake's pool, given READY_WAIT_S: a hung server fails the check instead of the probe."""
+    task = await waited(select_one(pool), READY_WAIT_S)
+    if not task.done():
+        task.cancel()  # nothing to wait for: psycopg cancels the query in the background and drops its connection
+        return f"unreachable (no answer within {READY_WAIT_S:g} s)"
+    error = task.exception()
+    if isinstance(error, psycopg.Error):
         return f"unreachable ({type(error).__name__})"
+    task.result()  # anything else is a bug: raised
     return "ok"
 
 
+async def select_one(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as connection:
+        await connection.execute("SELECT 1")
+
+
 def redis_check(client: redis.Redis) -> str:
+    """PING; its client's 2 s socket timeout bounds it."""
     try:
         client.ping()
     except redis.RedisError as error:

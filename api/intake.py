@@ -76,12 +76,14 @@ def request_hash(body: OrderCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def place_order(pool: AsyncConnectionPool, client_id: str, key: str, body: OrderCreate, lease_s: float) -> Placed:
-    """Write a new pending order for this key, or replay what the key answered before."""
+async def place_order(
+    pool: AsyncConnectionPool, client_id: str, key: str, body: OrderCreate, lease_s: float, order_id: uuid.UUID
+) -> Placed:
+    """Write a new pending order (as order_id) for this key, or replay what the key answered before."""
     digest = request_hash(body)
     async with pool.connection() as connection:
         try:
-            placed = await insert_new(connection, client_id, key, digest, body, lease_s)
+            placed = await insert_new(connection, client_id, key, digest, body, lease_s, order_id)
         except ApiError:
             stored = await find_key(connection, client_id, key)
             if stored is None:
@@ -97,15 +99,15 @@ async def place_order(pool: AsyncConnectionPool, client_id: str, key: str, body:
 
 
 async def insert_new(
-    connection: AsyncConnection, client_id: str, key: str, digest: str, body: OrderCreate, lease_s: float
-) -> Placed | None:
+    connection: AsyncConnection, client_id: str, key: str, digest: str, body: OrderCreate, lease_s: float,
+    order_id: uuid.UUID,
+) -> Placed | None:  # fmt: skip
     """The new order, priced and written in one transaction; None if the key row exists (nothing is written)."""
     async with connection.transaction():
         now, catalogue = await prices(connection, body)
         lines = priced_lines(body, catalogue)
         check_chargeable(body.currency, lines)
         assert now is not None  # priced lines come from at least one catalogue row
-        order_id = uuid.uuid4()
         document = placed_order_out(order_id, body, lines, now).model_dump(mode="json")
         inserted = await insert_order(connection, client_id, key, digest, body, lines, order_id, document, now, lease_s)
     row = await inserted.fetchone()

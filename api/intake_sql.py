@@ -17,9 +17,9 @@ WITH new_key AS (
     ON CONFLICT (client_id, key) DO NOTHING
     RETURNING order_id
 ), new_order AS (
-    INSERT INTO orders (id, user_id, status, currency, total_cents, payment_method_id, shipping_address,
+    INSERT INTO orders (id, client_id, user_id, status, currency, total_cents, payment_method_id, shipping_address,
                         current_step, lease_expires_at, created_at, updated_at)
-    SELECT order_id, %(user_id)s, %(status)s, %(currency)s, %(total_cents)s, %(payment_method_id)s,
+    SELECT order_id, %(client_id)s, %(user_id)s, %(status)s, %(currency)s, %(total_cents)s, %(payment_method_id)s,
            %(shipping_address)s, %(current_step)s, %(lease_expires_at)s, %(created_at)s, %(created_at)s
     FROM new_key
     RETURNING id

@@ -1,55 +1,50 @@
 """/v1/orders: place an order (idempotent), read one with its timeline, list them, cancel one.
 
-Reads are not scoped to the calling client: any token with `orders:read` sees every order. Orders carry no
-client column yet; per-client visibility would add one (and a filter here).
+An order belongs to the client that placed it (the token's `sub`): another client's order answers 404, exactly
+as an order that does not exist, so ids cannot be probed. `admin` sees and cancels every order.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import (
-    Admin,
-    DatabaseUrl,
-    Enqueue,
-    IdempotencyKey,
-    IntakePool,
-    Limit,
-    Offset,
-    Reader,
-    SettingsDep,
-    Writer,
-)
-from api.intake import check_limits, place_order
-from api.views import order_detail, order_out
+from api.auth import Client
+from api.database import read_within
+from api.deadline import place_in_time
+from api.deps import DatabaseUrl, Enqueue, IdempotencyKey, IntakePool, Limit, Reader, SettingsDep, Writer
+from api.intake import check_limits
+from api.openapi_docs import WITH_BODY, Responses, error
+from api.order_list import order_document, order_rows
+from api.pagination import Cursor, NoOffset, decode_cursor, invalid_cursor, page
+from api.views import order_detail
 from models.db import unit_of_work
 from models.orders import Order
 from models.saga import SagaStep
-from models.schemas import PLAIN_TEXT_PATTERN, ErrorBody, OrderCreate, OrderDetail, OrderOut, Page, PageMeta
+from models.schemas import PLAIN_TEXT_PATTERN, OrderCreate, OrderDetail, OrderOut, Page
 from models.status import OrderStatus
 from pipeline.errors import OrderNotFound
 from pipeline.logs import get_logger
-from workers.dispatch import cancel_order
+from workers import dispatch
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 REPLAY = {"model": OrderOut, "description": "A replay: this Idempotency-Key already placed this order."}
 UserFilter = Annotated[str | None, Query(alias="userId", max_length=64, pattern=PLAIN_TEXT_PATTERN)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "ORDER_NOT_FOUND"}}
-UNPLACEABLE = {
-    "model": ErrorBody,
-    "description": "VALIDATION_ERROR, PRODUCT_NOT_FOUND, CURRENCY_MISMATCH, PRICE_MISMATCH, or AMOUNT_TOO_SMALL: the"
+NOT_FOUND: Responses = {404: error("ORDER_NOT_FOUND: no such order, or another client's")}
+UNPLACEABLE = error(
+    "VALIDATION_ERROR, PRODUCT_NOT_FOUND, CURRENCY_MISMATCH, PRICE_MISMATCH, or AMOUNT_TOO_SMALL: the"
     " catalogue-priced total is under the payment provider's minimum charge for the currency (details: minimumAmount,"
-    " currency, totalAmount, in minor units)",
-}
+    " currency, totalAmount, in minor units)"
+)
 
 
 @router.post(
@@ -57,10 +52,10 @@ UNPLACEABLE = {
     status_code=201,
     response_model=OrderOut,
     responses={
+        **WITH_BODY,
         200: REPLAY,
-        400: {"model": ErrorBody},
-        409: {"model": ErrorBody},
-        413: {"model": ErrorBody},
+        400: error("MALFORMED_JSON, or IDEMPOTENCY_KEY_REQUIRED: the Idempotency-Key header is missing"),
+        409: error("IDEMPOTENCY_KEY_REUSED: this key placed an order with a different body"),
         422: UNPLACEABLE,
     },
     summary="Place an order (requires Idempotency-Key)",
@@ -71,14 +66,19 @@ async def create_order(
 ) -> JSONResponse:  # fmt: skip
     """Price the order from the catalogue, write it as pending, start its saga; a repeated key replays."""
     check_limits(body, settings)
-    placed = await place_order(pool, client.id, key, body, settings.step_lease_s)
+
+    async def start(order_id: uuid.UUID) -> None:
+        # Dramatiq's broker is synchronous: its Redis round trip runs on a worker thread, off the event loop.
+        await run_in_threadpool(start_saga, enqueue, order_id)
+
+    # 503 NOT_READY if Postgres hangs past the budget; an order that transaction writes later is started then.
+    placed = await place_in_time(pool, client.id, key, body, settings, request.app.state.metrics, start)
     headers = {"Location": f"/v1/orders/{placed.order_id}"}
     if placed.replayed:
         headers["Idempotent-Replayed"] = "true"
     else:
         request.app.state.metrics.orders_accepted.inc()
-        # Dramatiq's broker is synchronous: its Redis round trip runs on a worker thread, off the event loop.
-        await run_in_threadpool(start_saga, enqueue, placed.order_id)
+        await start(placed.order_id)
     return JSONResponse(placed.body, status_code=placed.status, headers=headers)
 
 
@@ -94,42 +94,55 @@ def start_saga(enqueue: Callable[[str], None], order_id: uuid.UUID) -> None:
 def get_order(order_id: uuid.UUID, client: Reader, database_url: DatabaseUrl) -> OrderDetail:
     """The order with its status, cancel reason, last error and every saga step attempt."""
     with unit_of_work(database_url) as session:
-        return load_detail(session, order_id)
+        return load_detail(session, order_id, client)
 
 
 @router.get("", response_model=Page[OrderOut], summary="List orders, newest first")
-def list_orders(
-    client: Reader, database_url: DatabaseUrl, limit: Limit = 20, offset: Offset = 0,
-    status: OrderStatus | None = None, user_id: UserFilter = None,
-) -> Page[OrderOut]:  # fmt: skip
-    """A page of orders (newest first, ties by id), optionally of one status and/or one user."""
-    filters = [column == value for column, value in ((Order.status, status), (Order.user_id, user_id)) if value]
-    with unit_of_work(database_url) as session:
-        total = session.scalar(select(func.count()).select_from(Order).where(*filters)) or 0
-        rows = session.scalars(
-            select(Order).where(*filters).order_by(Order.created_at.desc(), Order.id.desc()).limit(limit).offset(offset)
-        ).all()
-        return Page[OrderOut](
-            data=[order_out(row) for row in rows], meta=PageMeta(limit=limit, offset=offset, total=total)
-        )
+async def list_orders(
+    request: Request, client: Reader, pool: IntakePool, settings: SettingsDep, _: NoOffset, limit: Limit = 20,
+    cursor: Cursor = None, status: OrderStatus | None = None, user_id: UserFilter = None,
+) -> JSONResponse:  # fmt: skip
+    """A page of the client's orders (newest first, ties by id), optionally of one status and/or one user."""
+    reading = order_rows(
+        pool, limit + 1, client_id=None if client.may("admin") else client.id, status=status, user_id=user_id,
+        after=order_position(cursor) if cursor is not None else None,
+    )  # fmt: skip
+    rows = await read_within(reading, settings.intake_db_budget_s)
+    return page(request, rows, limit, lambda row: (row["created_at"].isoformat(), str(row["id"])), order_document)
+
+
+def visible_to(client: Client) -> list[ColumnElement[bool]]:
+    """The orders a client may see: the ones it placed, or all of them for `admin`."""
+    return [] if client.may("admin") else [Order.client_id == client.id]
+
+
+def order_position(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) a cursor of this list names."""
+    created_at, order_id = decode_cursor(cursor, 2)
+    try:
+        return datetime.fromisoformat(created_at), uuid.UUID(order_id)
+    except ValueError:
+        raise invalid_cursor() from None
 
 
 @router.post(
     "/{order_id}/cancel",
     status_code=202,
     response_model=OrderDetail,
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "ORDER_ALREADY_SHIPPED"}},
+    responses={**NOT_FOUND, 409: error("ORDER_ALREADY_SHIPPED")},
     summary="Cancel an order that has not shipped",
 )
-def cancel(order_id: uuid.UUID, client: Admin, database_url: DatabaseUrl) -> OrderDetail:
-    """Start the saga's compensations for the order (repeatable); 202 with the order as it now stands."""
-    cancel_order(database_url, order_id)
+def cancel_order(order_id: uuid.UUID, client: Writer, database_url: DatabaseUrl) -> OrderDetail:
+    """Start the saga's compensations for the client's order (repeatable); 202 with the order as it now stands."""
     with unit_of_work(database_url) as session:
-        return load_detail(session, order_id)
+        load_detail(session, order_id, client)  # 404 unless the client may see it (an owner never changes)
+    dispatch.cancel_order(database_url, order_id)
+    with unit_of_work(database_url) as session:
+        return load_detail(session, order_id, client)
 
 
-def load_detail(session: Session, order_id: uuid.UUID) -> OrderDetail:
-    order = session.get(Order, order_id)
+def load_detail(session: Session, order_id: uuid.UUID, client: Client) -> OrderDetail:
+    order = session.scalars(select(Order).where(Order.id == order_id, *visible_to(client))).one_or_none()
     if order is None:
         raise OrderNotFound(f"no order {order_id}", orderId=str(order_id))
     steps = session.scalars(

@@ -5,31 +5,37 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import BigInteger, cast, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Admin, DatabaseUrl, Limit, Offset, Reader
+from api.deps import Admin, DatabaseUrl, Limit, Reader
 from api.errors import ApiError
+from api.openapi_docs import WITH_BODY, Responses, error
+from api.pagination import Cursor, NoOffset, decode_cursor, page
 from api.views import product_out
 from models.db import unit_of_work
 from models.inventory import Product
-from models.schemas import ErrorBody, Page, PageMeta, ProductCreate, ProductOut, StockUpdate
+from models.schemas import Page, ProductCreate, ProductOut, StockUpdate
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 MAX_TOTAL = 2**31 - 1  # products.total is a 32-bit integer
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "PRODUCT_NOT_FOUND"}}
+NOT_FOUND: Responses = {404: error("PRODUCT_NOT_FOUND")}
 
 
 @router.get("", response_model=Page[ProductOut], summary="List the catalogue by sku")
-def list_products(client: Reader, database_url: DatabaseUrl, limit: Limit = 20, offset: Offset = 0) -> Page[ProductOut]:
-    """A page of products ordered by sku."""
+def list_products(
+    request: Request, client: Reader, database_url: DatabaseUrl, _: NoOffset, limit: Limit = 20, cursor: Cursor = None
+) -> JSONResponse:
+    """A page of products ordered by sku (unique, so the sku alone is the position)."""
+    query = select(Product)
+    if cursor is not None:
+        (after,) = decode_cursor(cursor, 1)
+        query = query.where(Product.sku > after)
     with unit_of_work(database_url) as session:
-        total = session.scalar(select(func.count()).select_from(Product)) or 0
-        rows = session.scalars(select(Product).order_by(Product.sku).limit(limit).offset(offset)).all()
-        return Page[ProductOut](
-            data=[product_out(r) for r in rows], meta=PageMeta(limit=limit, offset=offset, total=total)
-        )
+        rows = session.scalars(query.order_by(Product.sku).limit(limit + 1)).all()
+        return page(request, rows, limit, lambda product: (product.sku,), product_document)
 
 
 @router.get("/{product_id}", response_model=ProductOut, responses=NOT_FOUND, summary="One product and its stock")
@@ -43,8 +49,9 @@ def get_product(product_id: uuid.UUID, client: Reader, database_url: DatabaseUrl
 
 
 @router.post(
-    "", status_code=201, response_model=ProductOut, responses={409: {"model": ErrorBody}}, summary="Add a product"
-)
+    "", status_code=201, response_model=ProductOut, summary="Add a product",
+    responses={**WITH_BODY, 409: error("SKU_ALREADY_EXISTS")},
+)  # fmt: skip
 def create_product(body: ProductCreate, client: Admin, database_url: DatabaseUrl, response: Response) -> ProductOut:
     """Add a product with its initial stock on the shelf; 409 SKU_ALREADY_EXISTS if the sku is taken."""
     product = Product(
@@ -66,10 +73,10 @@ def create_product(body: ProductCreate, client: Admin, database_url: DatabaseUrl
 @router.put(
     "/{product_id}/stock",
     response_model=ProductOut,
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "STOCK_OUT_OF_RANGE"}},
+    responses={**WITH_BODY, **NOT_FOUND, 409: error("STOCK_OUT_OF_RANGE")},
     summary="Set the units on the shelf",
 )
-def set_stock(product_id: uuid.UUID, body: StockUpdate, client: Admin, database_url: DatabaseUrl) -> ProductOut:
+def set_product_stock(product_id: uuid.UUID, body: StockUpdate, client: Admin, database_url: DatabaseUrl) -> ProductOut:
     """Set `available` in one conditional UPDATE; `total` moves by the same delta so stock stays conserved."""
     new = body.available
     statement = (
@@ -86,6 +93,10 @@ def set_stock(product_id: uuid.UUID, body: StockUpdate, client: Admin, database_
         if session.get(Product, product_id) is None:
             raise not_found(product_id)
     raise ApiError(409, "STOCK_OUT_OF_RANGE", f"total stock would exceed {MAX_TOTAL}", {"available": new})
+
+
+def product_document(product: Product) -> dict[str, Any]:
+    return product_out(product).model_dump(mode="json")
 
 
 def not_found(product_id: uuid.UUID) -> ApiError:

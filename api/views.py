@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from api.public_errors import public_last_error, public_message
 from models.inventory import Product
@@ -72,6 +72,11 @@ def timeline_entry(step: SagaStep) -> TimelineEntry:
         finished_at=step.finished_at,
         duration_ms=step.duration_ms,
     )
+
+
+def wire_time(moment: datetime) -> str:
+    """An instant as the documents write it: ISO 8601 in UTC with a Z, as pydantic serializes."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def product_out(product: Product) -> ProductOut:

@@ -24,8 +24,13 @@ class Order(UUIDKey, Timestamps, Base):
         CheckConstraint("total_cents >= 0", name="total_not_negative"),
         CheckConstraint("deliveries >= 0", name="deliveries_not_negative"),
         CheckConstraint("status <> 'cancelled' OR cancel_reason IS NOT NULL", name="cancel_has_reason"),
-        Index("ix_orders_user_created", "user_id", "created_at"),
-        Index("ix_orders_status_created", "status", "created_at"),
+        # Keyset pages, newest first: a client's list (all, by status, by user), and admin's across clients.
+        Index("ix_orders_client_created", "client_id", "created_at", "id"),
+        Index("ix_orders_client_status_created", "client_id", "status", "created_at", "id"),
+        Index("ix_orders_client_user_created", "client_id", "user_id", "created_at", "id"),
+        Index("ix_orders_created", "created_at", "id"),
+        Index("ix_orders_user_created", "user_id", "created_at", "id"),
+        Index("ix_orders_status_created", "status", "created_at", "id"),
         # The reaper scans only live orders whose lease ran out.
         Index(
             "ix_orders_live_lease",
@@ -34,6 +39,8 @@ class Order(UUIDKey, Timestamps, Base):
         ),
     )
 
+    # The API client (token `sub`) that placed the order: the only client that may read or cancel it.
+    client_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), server_default=OrderStatus.PENDING.value)
     currency: Mapped[str] = mapped_column(String(3))

@@ -166,19 +166,12 @@ class ProductOut(OutDocument):
     updated_at: datetime
 
 
-class PageMeta(OutDocument):
-    """Where a page sits in the whole result."""
-
-    limit: int
-    offset: int
-    total: int
-
-
 class Page(OutDocument, Generic[T]):
-    """A list response: one page of items and its position."""
+    """A list response: one page of items, and where the next one starts (null on the last page)."""
 
     data: list[T]
-    meta: PageMeta
+    next_cursor: str | None = Field(description="Pass as `cursor` to read the next page; null on the last page.")
+    next: str | None = Field(description="The next page's path and query, or null on the last page.")
 
 
 class ErrorBody(OutDocument):

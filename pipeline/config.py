@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
 
     jwt_secrets: list[SecretStr] = []
+    # When set, every token must name this audience (`aud`) / issuer (`iss`), and minted tokens carry them.
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
@@ -64,12 +67,19 @@ class Settings(BaseSettings):
     # Stock held this long by an order that has not been charged is released through compensation.
     reservation_ttl_s: float = 900.0
     reaper_metrics_port: int = 9192
+    # The API's /metrics has its own port (0 = off), never the public API port: it names every route and rate.
+    api_metrics_port: int = 9190
     # Where metrics endpoints listen: loopback for the local stack, 0.0.0.0 in a container.
     metrics_host: str = "127.0.0.1"
 
     # Intake limits.
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 100
+    # Failed authentications (401s) per source address, checked before any token is verified. A shop with a bad
+    # token sees its error 20 times at once and then every 6 s; a key guesser gets ~14,400 tries a day per
+    # address against a 256-bit key. The burst leaves room for a few clients behind one NAT rotating keys.
+    auth_failures_per_min: float = 10.0
+    auth_failures_burst: int = 20
     max_lines_per_order: int = 50
     max_quantity_per_line: int = 1000
     max_body_bytes: int = 64 * 1024
@@ -77,7 +87,22 @@ class Settings(BaseSettings):
     # refused again on every redelivery, so it would be lost.
     max_webhook_body_bytes: int = 1024 * 1024
 
-    @field_validator("database_url", "redis_url", "stripe_api_base", "carrier_api_base", mode="before")
+    # A hung server (frozen, swapping, partitioned) accepts connections and never answers, so only our own
+    # clocks bound a request. Intake waits this long for Postgres (pool checkout and transaction), then answers
+    # 503 NOT_READY; a transaction still in flight may commit later, and then its saga starts and the client's
+    # retry with the same Idempotency-Key replays it. Under the 5 s a client waits, with room for the Redis calls.
+    intake_db_budget_s: float = 3.0
+    # The rate limiter lets a request through when Redis does not answer within this, so a hung Redis costs a
+    # request a fraction of its 2 s budget (one round trip per request checks the address and the client).
+    rate_limit_timeout_s: float = 0.25
+    # Socket (and connect) timeout of the broker's Redis client, in the API and the workers. A hung Redis fails
+    # an enqueue after this long: intake still answers 201 (the order's lease brings it back), a worker's consumer
+    # reconnects. Dramatiq's Redis calls are short Lua scripts that never block server-side, so 1 s is ample.
+    broker_socket_timeout_s: float = 1.0
+
+    @field_validator(
+        "database_url", "redis_url", "stripe_api_base", "carrier_api_base", "jwt_audience", "jwt_issuer", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None

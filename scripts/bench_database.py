@@ -75,9 +75,10 @@ def fresh_orders(target: Target, warmup: int, orders: int, tag: str) -> tuple[li
             products = [target.product_ids[n % len(target.product_ids)] for n in range(len(batch))]
             params = {"ids": batch, "user": user, "price": PRICE_CENTS, "address": Jsonb(ADDRESS), "products": products}
             conn.execute(
-                "INSERT INTO orders (id, user_id, currency, total_cents, payment_method_id, shipping_address, "
-                "current_step, lease_expires_at) SELECT id, %(user)s, 'USD', %(price)s, 'pm_card_visa', %(address)s, "
-                "'reserve_stock', now() + interval '1 hour' FROM unnest(%(ids)s::uuid[]) AS id", params
+                "INSERT INTO orders (id, client_id, user_id, currency, total_cents, payment_method_id, "
+                "shipping_address, current_step, lease_expires_at) SELECT id, 'bench', %(user)s, 'USD', %(price)s, "
+                "'pm_card_visa', %(address)s, 'reserve_stock', now() + interval '1 hour' "
+                "FROM unnest(%(ids)s::uuid[]) AS id", params
             )  # fmt: skip
             conn.execute(
                 "INSERT INTO order_lines (order_id, product_id, line_no, quantity, unit_price_cents) "

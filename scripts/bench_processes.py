@@ -44,6 +44,7 @@ def api_server(env: dict[str, str], log_dir: Path, name: str) -> Iterator[tuple[
     """One uvicorn process serving the real API; yields (base url, process) once /healthz answers."""
     port = localstack.free_port()
     argv = python("-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port), "--log-level", "warning")
+    env = env | {"API_METRICS_PORT": str(localstack.free_port())}
     with _running(Child(name, argv, env, log_dir)) as process:
         base = f"http://127.0.0.1:{port}"
         wait_until_answers(f"{base}/healthz", process, 30, f"{process.args!r} did not answer on {base}")

@@ -39,7 +39,8 @@ class ChaosStack:
             "DATABASE_URL": self.servers.database_url, "REDIS_URL": self.servers.redis_url,
             "STACK_DIR": str(self.root), "STRIPE_API_BASE": self.stripe_url, "STRIPE_API_KEY": LOCAL_STRIPE_KEY,
             "STRIPE_TIMEOUT_S": "2", "STEP_LEASE_S": str(self.lease_s), "REAPER_INTERVAL_S": "1",
-            "REAPER_METRICS_PORT": str(localstack.free_port()), "RATE_LIMIT_PER_S": "100000",
+            "REAPER_METRICS_PORT": str(localstack.free_port()), "API_METRICS_PORT": str(localstack.free_port()),
+            "RATE_LIMIT_PER_S": "100000",
             "RATE_LIMIT_BURST": "100000", "LOG_FORMAT": "json",
             # A flaky provider on top of the crashes: errors, rate limits, and answers lost in a timeout.
             "FAKE_STRIPE_ERROR_RATE": "0.02", "FAKE_STRIPE_RATE_LIMIT_RATE": "0.01",

@@ -34,7 +34,7 @@ DEMO_WEBHOOK_SECRET = "whsec_demo_local_only"
 def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) -> Iterator[str]:
     """Run the Procfile (API, workers, reaper, loopback Stripe) under honcho; yields the API's URL."""
     api_port, stripe_port, metrics_port, reaper_port = free_port(), free_port(), free_port(), free_port()
-    carrier_port = free_port()
+    carrier_port, api_metrics_port = free_port(), free_port()
     metrics_dir = log_path.parent / "worker-metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)  # multiprocess files of an earlier run would add up
     metrics_dir.mkdir()
@@ -44,7 +44,7 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
         "STRIPE_API_KEY": LOCAL_STRIPE_KEY, "STRIPE_TIMEOUT_S": "2", "WORKER_PROCESSES": str(processes),
         "WORKER_THREADS": str(threads), "STEP_LEASE_S": "15", "REAPER_INTERVAL_S": "2",
         "WORKER_METRICS_DIR": str(metrics_dir), "WORKER_METRICS_PORT": str(metrics_port),
-        "REAPER_METRICS_PORT": str(reaper_port),
+        "REAPER_METRICS_PORT": str(reaper_port), "API_METRICS_PORT": str(api_metrics_port),
         "CARRIER_PORT": str(carrier_port), "CARRIER_API_BASE": f"http://127.0.0.1:{carrier_port}",
         "CARRIER_API_KEY": LOCAL_CARRIER_KEY, "CARRIER_TIMEOUT_S": "2",
         # Stripe forwards its signed events to the API, as `stripe listen --forward-to` does.
@@ -68,7 +68,7 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
             api = f"http://127.0.0.1:{api_port}"
             wait_until_answers(f"{api}/readyz", process, 60, f"the stack did not become ready; see {log_path}")
             console.print(
-                f"metrics: API {api}/metrics, workers http://127.0.0.1:{metrics_port}/metrics,"
+                f"metrics: API http://127.0.0.1:{api_metrics_port}/metrics, workers http://127.0.0.1:{metrics_port}/metrics,"
                 f" reaper http://127.0.0.1:{reaper_port}/metrics"
             )
             yield api
@@ -137,7 +137,7 @@ def summary(database_url: str, order_ids: list[str], elapsed_s: float) -> Table:
 
 def run(stack: Stack, orders: int, rate: float, processes: int, threads: int) -> bool:
     """Run the demo end to end; True when every order reached a terminal state."""
-    from api.auth import mint_token, verification_keys
+    from api.auth import mint_for
     from pipeline.config import get_settings
 
     log_path = PROJECT_ROOT / ".localstack" / "demo.log"
@@ -146,7 +146,7 @@ def run(stack: Stack, orders: int, rate: float, processes: int, threads: int) ->
     console.print(f"{processes_line} (log: {log_path})")
     with running_stack(stack, log_path, processes, threads) as api:
         catalogue = seed_catalogue(stack.database_url)
-        token = mint_token(verification_keys(get_settings())[0], "demo-shop", ["orders:write", "orders:read"])
+        token = mint_for(get_settings(), "demo-shop", ["orders:write", "orders:read"])
         console.print(f"API ready at {api}; placing {orders} orders at {rate:.0f}/s")
         started = time.monotonic()
         order_ids = place_orders(api, token, catalogue, orders, rate)

@@ -76,6 +76,7 @@ def uvicorn(target: str, env: dict[str, str]) -> Iterator[str]:
     """One uvicorn process serving `target` (a factory); yields its base URL."""
     port = localstack.free_port()
     args = [sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port), "--log-level", "warning"]
+    env = {"API_METRICS_PORT": "0", **env}  # one load run may serve two APIs side by side
     process = subprocess.Popen(args, env={**os.environ, **env}, cwd=PROJECT_ROOT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -33,17 +33,22 @@ def api_settings(database_url: str, redis_url: str, **overrides: Any) -> Setting
         "jwt_secrets": [SecretStr(SECRET), SecretStr(OLD_SECRET)],
         "log_format": "console",
         "log_level": "WARNING",
+        "api_metrics_port": 0,  # many apps per test process; the metrics tests pick a free port
     }
     return Settings(**{**values, **overrides})
 
 
 @contextmanager
 def api_client(
-    database_url: str, redis_url: str, enqueue: Callable[[str], None] = start_saga, **overrides: Any
+    database_url: str,
+    redis_url: str,
+    enqueue: Callable[[str], None] = start_saga,
+    address: str = "testclient",
+    **overrides: Any,
 ) -> Iterator[TestClient]:
-    """A TestClient of a fresh app (lifespan run), closed on exit."""
+    """A TestClient of a fresh app (lifespan run) whose requests come from `address`, closed on exit."""
     app = create_app(api_settings(database_url, redis_url, **overrides), enqueue=enqueue)
-    with TestClient(app) as client:
+    with TestClient(app, client=(address, 50000)) as client:
         yield client
 
 

@@ -45,6 +45,7 @@ def make_order(
     address: dict[str, str] | None = None,
     price_cents: int = 1250,
     extra_cents: int = 0,
+    client_id: str = "shop-1",
 ) -> uuid.UUID:
     """A pending order as intake writes it (lease included), not yet sent to the saga."""
     from models.db import unit_of_work
@@ -53,7 +54,8 @@ def make_order(
 
     with unit_of_work(db_url) as session:
         order = Order(
-            user_id=random_user(), currency="USD", total_cents=sum(q * price_cents for _, q in lines) + extra_cents,
+            client_id=client_id, user_id=random_user(), currency="USD",
+            total_cents=sum(q * price_cents for _, q in lines) + extra_cents,
             payment_method_id=payment_method, shipping_address=address or GOOD_ADDRESS,
             current_step="reserve_stock", lease_expires_at=lease_until(30),
         )  # fmt: skip

@@ -47,13 +47,20 @@ def demo(
 
 def token(
     client: Annotated[str, typer.Option("--client", help="The client id (the token's `sub`), e.g. shop-1.")],
-    scope: Annotated[list[str] | None, typer.Option("--scope", help="orders:read, orders:write, admin.")] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="At least one, repeatable: orders:read, orders:write, admin.")
+    ] = None,
     ttl: Annotated[int, typer.Option("--ttl", min=1, help="Seconds until the token expires.")] = 3600,
 ) -> None:
-    """Print a bearer JWT for the intake API, signed with the first JWT_SECRETS entry (or the local stack's secret)."""
-    from api.auth import mint_token, verification_keys
+    """Print a bearer JWT for the intake API, signed with the first JWT_SECRETS entry (or the local stack's secret).
 
+    It carries JWT_AUDIENCE and JWT_ISSUER as `aud` and `iss` when they are set.
+    """
+    from api.auth import SCOPES, mint_for
+
+    if not scope:
+        raise CliError(f"a token needs at least one --scope ({', '.join(sorted(SCOPES))})")
     try:
-        typer.echo(mint_token(verification_keys(get_settings())[0], client, scope or [], ttl))
+        typer.echo(mint_for(get_settings(), client, scope, ttl))
     except ValueError as error:
         raise CliError(str(error)) from None

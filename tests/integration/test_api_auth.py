@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -232,3 +233,145 @@ def test_orderctl_token_refuses_an_unknown_scope(servers: Servers) -> None:
     result = subprocess.run([str(orderctl), "token", "--client", "x", "--scope", "root"], env=env, capture_output=True)
 
     assert result.returncode == 1 and b"unknown scopes" in result.stderr
+
+
+# ---- audience and issuer ----------------------------------------------------------------------------------
+
+AUDIENCE, ISSUER = "orderflow-api", "https://auth.example.com"
+
+
+def named_token(audience: str | None = AUDIENCE, issuer: str | None = ISSUER) -> dict[str, str]:
+    return bearer(mint_token(SECRET, "shop-1", ["orders:read"], 600, audience=audience, issuer=issuer))
+
+
+def test_with_an_audience_and_issuer_configured_only_a_token_naming_both_is_accepted(
+    servers: Servers, db_url: str, redis_client: redis.Redis
+) -> None:
+    with api_client(db_url, servers.redis_url, jwt_audience=AUDIENCE, jwt_issuer=ISSUER) as api:
+        plain = api.get("/v1/orders", headers=bearer(token("orders:read")))
+        no_issuer = api.get("/v1/orders", headers=named_token(issuer=None))
+        other_audience = api.get("/v1/orders", headers=named_token(audience="billing-api"))
+        other_issuer = api.get("/v1/orders", headers=named_token(issuer="https://evil.example.com"))
+        right = api.get("/v1/orders", headers=named_token())
+
+    assert "audience (aud) must be 'orderflow-api'" in assert_error(plain, 401, "UNAUTHORIZED")["message"]
+    assert "issuer (iss) must be" in assert_error(no_issuer, 401, "UNAUTHORIZED")["message"]
+    assert "audience (aud)" in assert_error(other_audience, 401, "UNAUTHORIZED")["message"]
+    assert "issuer (iss)" in assert_error(other_issuer, 401, "UNAUTHORIZED")["message"]
+    assert right.status_code == 200
+
+
+def test_with_no_audience_or_issuer_configured_a_token_naming_them_is_still_accepted(api: TestClient) -> None:
+    assert api.get("/v1/orders", headers=named_token()).status_code == 200
+
+
+def test_orderctl_token_carries_the_configured_audience_and_issuer(
+    servers: Servers, db_url: str, redis_client: redis.Redis
+) -> None:
+    env = {**os.environ, "JWT_SECRETS": json.dumps([SECRET]), "JWT_AUDIENCE": AUDIENCE, "JWT_ISSUER": ISSUER}
+    command = [str(Path(sys.executable).parent / "orderctl"), "token", "--client", "shop-9", "--scope", "orders:read"]
+
+    minted = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    with api_client(db_url, servers.redis_url, jwt_audience=AUDIENCE, jwt_issuer=ISSUER) as api:
+        assert api.get("/v1/orders", headers=bearer(minted)).status_code == 200
+
+
+def test_orderctl_token_without_a_scope_exits_1_with_one_line_and_no_token(servers: Servers) -> None:
+    orderctl = Path(sys.executable).parent / "orderctl"
+    env = {**os.environ, "JWT_SECRETS": json.dumps([SECRET])}
+
+    result = subprocess.run([str(orderctl), "token", "--client", "x"], env=env, capture_output=True, text=True)
+
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: a token needs at least one --scope (admin, orders:read, orders:write)"
+    ]
+
+
+# ---- failed authentication, limited per source address ----------------------------------------------------
+
+NEVER_REFILLS = 1e-6  # failures per minute: no token comes back during a test
+
+
+class RecordingLog:
+    """Stands in for a module's structlog logger and keeps the warnings it was sent."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict[str, object]]] = []
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.warnings.append((event, fields))
+
+
+def sample(api: TestClient, name: str, **labels: str) -> float:
+    return api.app.state.metrics.registry.get_sample_value(name, labels) or 0.0  # type: ignore[attr-defined]
+
+
+def test_an_address_that_failed_too_often_is_429_even_with_a_valid_token_and_other_addresses_are_not(
+    servers: Servers, db_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = RecordingLog()
+    monkeypatch.setattr("api.deps.log", log)
+    limits: dict[str, Any] = {"auth_failures_per_min": NEVER_REFILLS, "auth_failures_burst": 3}
+    guessed = bearer(mint_token(secrets.token_urlsafe(32), "shop-1", ["orders:read"]))
+    with (
+        api_client(db_url, servers.redis_url, address="203.0.113.66", **limits) as attacker,
+        api_client(db_url, servers.redis_url, address="198.51.100.7", **limits) as neighbour,
+    ):
+        # Given an address whose first three tries fail: no token, a garbage one, one signed with a guessed key
+        failures = [attacker.get("/v1/orders", headers=h).status_code for h in ({}, bearer("x"), guessed)]
+
+        # When it then offers a guess, and even a valid token
+        guess = attacker.get("/v1/orders", headers=guessed)
+        valid = attacker.get("/v1/orders", headers=auth())
+
+        # Then both are refused before the token is read, while another address fails and succeeds as usual
+        neighbour_statuses = [neighbour.get("/v1/orders", headers=h).status_code for h in (guessed, auth())]
+        throttled = sample(attacker, "orderflow_auth_throttled_total")
+        by_reason = {r: sample(attacker, "orderflow_auth_failures_total", reason=r) for r in ("missing", "signature")}
+
+    assert failures == [401, 401, 401]
+    for refused in (guess, valid):
+        body = assert_error(refused, 429, "RATE_LIMITED")
+        assert "failed authentications from this address" in body["message"]
+        assert int(refused.headers["Retry-After"]) >= 60
+    assert neighbour_statuses == [401, 200]
+    assert throttled == 2 and by_reason == {"missing": 1, "signature": 1}
+    assert log.warnings == [
+        ("auth_failures_throttled", {"address": "203.0.113.66", "reason": "signature", "per_min": NEVER_REFILLS,
+                                     "burst": 3})
+    ]  # fmt: skip
+
+
+def test_successful_authentications_spend_nothing_from_the_address_budget(
+    servers: Servers, db_url: str, redis_client: redis.Redis
+) -> None:
+    with api_client(db_url, servers.redis_url, auth_failures_per_min=NEVER_REFILLS, auth_failures_burst=2) as api:
+        first_failure = api.get("/v1/orders", headers=bearer("x")).status_code
+        successes = [api.get("/v1/orders", headers=auth()).status_code for _ in range(10)]
+        second_failure = api.get("/v1/orders", headers=bearer("x")).status_code
+        then = api.get("/v1/orders", headers=auth()).status_code
+
+    assert (first_failure, successes, second_failure, then) == (401, [200] * 10, 401, 429)
+
+
+def test_a_throttled_address_is_let_in_again_once_its_budget_refills_by_retry_after(
+    servers: Servers, db_url: str, redis_client: redis.Redis
+) -> None:
+    with api_client(db_url, servers.redis_url, auth_failures_per_min=60, auth_failures_burst=1) as api:
+        failed = api.get("/v1/orders", headers=bearer("x")).status_code
+        throttled = api.get("/v1/orders", headers=auth())
+        # Retry-After rounds the wait for one token up, so after it the bucket holds one for sure
+        time.sleep(int(throttled.headers["Retry-After"]) + 0.05)
+        again = api.get("/v1/orders", headers=auth()).status_code
+
+    assert (failed, throttled.status_code, again) == (401, 429, 200)
+
+
+def test_with_redis_unreachable_failed_authentications_are_not_limited(servers: Servers, db_url: str) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    with api_client(db_url, unreachable, auth_failures_per_min=NEVER_REFILLS, auth_failures_burst=1) as api:
+        statuses = [api.get("/v1/orders", headers=h).status_code for h in (bearer("x"), bearer("x"), auth())]
+
+    assert statuses == [401, 401, 200]

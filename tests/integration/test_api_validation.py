@@ -122,17 +122,23 @@ def test_an_order_in_another_currency_than_its_products_is_currency_mismatch(api
 
 
 @pytest.mark.parametrize(
-    "content, content_type",
-    [("{not json", "application/json"), ('{"userId": ', "application/json"), ("", "application/json"),
-     ('{"userId": "x"}', "text/plain"), ('{"userId": "x"}', None)],
+    "content, content_type, status, code",
+    [
+        ("{not json", "application/json", 400, "MALFORMED_JSON"),
+        ('{"userId": ', "application/json", 400, "MALFORMED_JSON"),
+        (b"\xff\xfe", "application/json", 400, "MALFORMED_JSON"),
+        ("", "application/json", 422, "VALIDATION_ERROR"),
+        ('{"userId": "x"}', "text/plain", 422, "VALIDATION_ERROR"),
+        ('{"userId": "x"}', None, 422, "VALIDATION_ERROR"),
+    ],
 )  # fmt: skip
-def test_a_body_that_is_not_a_json_object_is_422_and_writes_nothing(
-    api: TestClient, db_url: str, content: str, content_type: str | None
+def test_a_body_that_is_not_json_is_400_one_that_is_not_an_order_422_and_neither_writes(
+    api: TestClient, db_url: str, content: str | bytes, content_type: str | None, status: int, code: str
 ) -> None:
     before = row_counts(db_url)
     headers = auth(key=new_key()) | ({"Content-Type": content_type} if content_type else {})
 
-    assert_error(api.post("/v1/orders", content=content, headers=headers), 422, "VALIDATION_ERROR")
+    assert_error(api.post("/v1/orders", content=content, headers=headers), status, code)
 
     assert row_counts(db_url) == before
 

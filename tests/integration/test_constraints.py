@@ -29,8 +29,9 @@ def a_product(db_url: str, **overrides: Any) -> uuid.UUID:
 
 
 def an_order(db_url: str, **overrides: Any) -> uuid.UUID:
-    row: dict[str, Any] = {"id": uuid.uuid4(), "user_id": "u1", "currency": "USD", "total_cents": 1200}
-    row |= {"payment_method_id": "pm_card_visa", "shipping_address": json.dumps({"city": "Oslo"})} | overrides
+    row: dict[str, Any] = {"id": uuid.uuid4(), "client_id": "shop-1", "user_id": "u1", "currency": "USD"}
+    row |= {"total_cents": 1200, "payment_method_id": "pm_card_visa", "shipping_address": json.dumps({"city": "Oslo"})}
+    row |= overrides
     insert(db_url, "orders", **row)
     return uuid.UUID(str(row["id"]))
 

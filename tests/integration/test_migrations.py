@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, pool
+from sqlalchemy import create_engine, inspect, pool, text
 
 from models import migrate
 from models.tables import Base
@@ -53,3 +54,37 @@ def test_the_models_and_the_migrations_describe_the_same_schema(servers: Servers
     engine.dispose()
 
     assert differences == []
+
+
+OLD_ORDER = """
+INSERT INTO orders (id, user_id, currency, total_cents, payment_method_id, shipping_address)
+VALUES (:id, 'u-1', 'USD', 1250, 'pm_card_visa', '{}')
+"""
+
+
+def test_0003_gives_each_existing_order_the_client_of_its_idempotency_key_and_goes_back_down(
+    empty_database: str,
+) -> None:
+    migrate.upgrade(empty_database, "0002")
+    keyed, unkeyed = uuid.uuid4(), uuid.uuid4()
+    engine = create_engine(empty_database, poolclass=pool.NullPool)
+    with engine.begin() as connection:
+        for order_id in (keyed, unkeyed):
+            connection.execute(text(OLD_ORDER), {"id": order_id})
+        connection.execute(text(
+            "INSERT INTO idempotency_keys (client_id, key, request_hash, order_id, response_code, response_body) "
+            "VALUES ('shop-a', 'k-1', 'h', :id, 201, '{}')"
+        ), {"id": keyed})  # fmt: skip
+
+    migrate.upgrade(empty_database, "0003")
+    with engine.connect() as connection:
+        owners = {row.id: row.client_id for row in connection.execute(text("SELECT id, client_id FROM orders"))}
+        (client_column,) = [c for c in inspect(connection).get_columns("orders") if c["name"] == "client_id"]
+    assert owners == {keyed: "shop-a", unkeyed: "legacy:unowned"} and client_column["nullable"] is False
+
+    migrate.downgrade(empty_database, "0002")
+    with engine.connect() as connection:
+        columns = {column["name"] for column in inspect(connection).get_columns("orders")}
+        assert connection.scalar(text("SELECT count(*) FROM orders")) == 2
+    engine.dispose()
+    assert "client_id" not in columns

@@ -304,7 +304,7 @@ def order_with_id(db_url: str, order_id: uuid.UUID) -> None:
     """An order whose id an earlier, dead-lettered message already named (the message overtook its commit)."""
     with unit_of_work(db_url) as session:
         line = OrderLine(product_id=make_product(db_url), line_no=1, quantity=1, unit_price_cents=1250)
-        session.add(Order(id=order_id, user_id="u-1", currency="USD", total_cents=1250,
+        session.add(Order(id=order_id, client_id="shop-1", user_id="u-1", currency="USD", total_cents=1250,
                           payment_method_id="pm_card_visa", shipping_address=GOOD_ADDRESS, lines=[line]))  # fmt: skip
 
 

@@ -462,11 +462,11 @@ def test_prometheus_scrapes_the_api_the_workers_and_the_reaper_and_loads_the_ale
         target for job in config["scrape_configs"] for static in job["static_configs"] for target in static["targets"]
     }
     procfile = (ROOT / "Procfile").read_text()
-    api_port = re.search(r"--port \$\{API_PORT:-(\d+)\}", procfile)
     worker_port = re.search(r"--metrics-port \$\{WORKER_METRICS_PORT:-(\d+)\}", procfile)
-    assert api_port and worker_port, "the Procfile's web and worker lines name their default ports"
-    reaper_port = Settings.model_fields["reaper_metrics_port"].default  # `python -m workers.recovery` uses the setting
-    assert targets == {f"127.0.0.1:{api_port[1]}", f"127.0.0.1:{worker_port[1]}", f"127.0.0.1:{reaper_port}"}
+    assert worker_port, "the Procfile's worker line names its default metrics port"
+    # The API and the reaper serve their metrics on the port their settings name.
+    api_port, reaper_port = (Settings.model_fields[f"{name}_metrics_port"].default for name in ("api", "reaper"))
+    assert targets == {f"127.0.0.1:{api_port}", f"127.0.0.1:{worker_port[1]}", f"127.0.0.1:{reaper_port}"}
 
 
 def test_alert_names_are_unique() -> None:
