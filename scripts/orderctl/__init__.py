@@ -8,7 +8,7 @@ import redis
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from scripts import bench, chaos, localstack
+from scripts import bench, bench_list, chaos, localstack
 from scripts.orderctl.dlq import dlq_app
 from scripts.orderctl.orders import compensate, retry, show, stuck
 from scripts.orderctl.output import CliError
@@ -26,6 +26,7 @@ app.command()(stats)
 app.command()(audit)
 app.command("chaos")(chaos.command)
 app.command("bench")(bench.command)
+app.command("bench-list")(bench_list.command)
 app.add_typer(dlq_app, name="dlq")
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from scripts.bench import BenchConfig, run
+from scripts.bench_list import ListBenchConfig
+from scripts.bench_list import run as run_list
+from scripts.bench_list_phase import CASES
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +61,58 @@ def test_a_tiny_bench_ships_every_order_of_both_chains_and_writes_a_well_formed_
     # And every target of the issue is reported next to its measurement
     assert [t["target"].split()[0] for t in document["targets"]] == ["orderflow", "intake", "peak"]
     assert all(isinstance(t["measured"], float) and isinstance(t["met"], bool) for t in document["targets"])
+
+
+def test_a_tiny_list_bench_measures_every_case_on_both_tables_and_reaches_the_real_deep_pages(tmp_path: Path) -> None:
+    # Given a list bench of 2,000 orders across 4 clients (500 each), page size 10, deep page 40 of 50
+    config = ListBenchConfig(
+        orders=2000, clients=4, page_size=10, samples=10, warmup=2, deep_page=40, walk_clients=1,
+        json_out=tmp_path / "list-bench.json", log_dir=tmp_path / "logs",
+    )  # fmt: skip
+
+    # When it runs end to end
+    returned = run_list(config)
+
+    # Then the JSON on disk is the document it returned
+    document = json.loads(config.json_out.read_text())
+    assert document == json.loads(json.dumps(returned, default=str))
+    assert document["load"]["full"]["orders"] == 2000 and document["load"]["empty"]["orders"] == 4 * 30
+
+    # And every case was measured on both tables, over HTTP and in the API's own log, every answer holding the right
+    # client's orders (on the small table a status filter may rightly find none), none refused
+    for phase in ("empty", "full"):
+        cases = document[phase]["cases"]
+        assert list(cases) == list(CASES), phase
+        for case, measured in cases.items():
+            assert (measured["samples"], measured["errors"]) == (10, 0), (phase, case)
+            assert 0 < measured["p50_ms"] <= measured["p99_ms"] <= measured["max_ms"], (phase, case)
+            assert measured["server_samples"] == 10 and 0 < measured["server_p50_ms"] <= measured["server_p99_ms"]
+            assert measured["rows_min"] >= (0 if (phase, case) == ("empty", "client, first page by status") else 1)
+        assert document[phase]["cpu_ms_per_request"]["api"] > 0, phase
+
+    # And the deep pages are the pages asked for: page 40 of the full table, the small table's last page (3 and 12),
+    # full pages whose first order is the one SQL puts there (a mismatch counts as an error above)
+    assert document["full"]["pages"] == {"client": 40, "admin": 40}
+    assert document["empty"]["pages"] == {"client": 3, "admin": 12}
+    for case in ("client, deep page", "admin, deep page"):
+        assert document["full"]["cases"][case]["rows_min"] == 10, case
+
+    # And walking `next` from page 1 (one client and admin, 39 pages each) arrived at the computed cursors
+    assert document["full"]["walk"]["samples"] == 2 * 39 and document["full"]["walk"]["lists"] == [
+        "shop-001",
+        "bench-admin",
+    ]
+
+    # And each deep page is one index range scan, no sort, reading the page and one row more
+    for case in ("client, deep page", "admin, deep page"):
+        plan = document["full"]["plans"][case]
+        assert "Index Scan" in plan["plan"] and not plan["sorted"] and plan["rows"] == 11, plan
+
+    # And every case has its ratio and verdict; the issue's two targets are reported, not as specified at this size
+    assert set(document["ratio_p99"]) == set(document["verdicts"]) == set(CASES)
+    assert all(ratio > 0 for ratio in document["ratio_p99"].values())
+    assert [t["target"] for t in document["targets"]] == [
+        "client, first page p99 < 20 ms",
+        "client, deep page p99 < 20 ms",
+    ]
+    assert all(t["measured"] > 0 and not t["as_specified"] for t in document["targets"])
