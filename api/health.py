@@ -16,7 +16,7 @@ from api.errors import error_response
 from api.openapi_docs import UNAVAILABLE
 
 router = APIRouter(tags=["health"])
-# Each readiness check's bound, well under the probe's 5 s timeout (deploy/k8s/api.yaml).
+# Each readiness check's bound (they run side by side), well under the probe's 5 s timeout (deploy/k8s/api.yaml).
 READY_WAIT_S = 2.0
 
 
@@ -26,16 +26,21 @@ async def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Postgres and Redis answer", responses=UNAVAILABLE)
+@router.get("/readyz", summary="Postgres answers (Redis is reported, not required)", responses=UNAVAILABLE)
 async def readiness(request: Request) -> JSONResponse:
-    """200 when Postgres and Redis both answer in time; 503 NOT_READY naming the one that does not."""
+    """200 while Postgres answers in time, whatever Redis does; 503 NOT_READY when Postgres does not.
+
+    Intake needs only Postgres: with Redis away an order is still committed, answered 201, and brought to its
+    saga by its lease (the reaper), so taking the pods out of the Service for a Redis blip would turn a delay
+    into refused orders. Redis's state is reported in both bodies, for people and dashboards.
+    """
     postgres, redis_state = await asyncio.gather(
         postgres_check(request.app.state.intake_pool), run_in_threadpool(redis_check, request.app.state.redis)
     )
     checks = {"postgres": postgres, "redis": redis_state}
-    if all(result == "ok" for result in checks.values()):
+    if postgres == "ok":
         return JSONResponse({"status": "ready", "checks": checks})
-    return error_response(503, "NOT_READY", "a backing service does not answer", checks)
+    return error_response(503, "NOT_READY", "Postgres does not answer", checks)
 
 
 async def postgres_check(pool: AsyncConnectionPool) -> str:

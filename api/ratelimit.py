@@ -7,7 +7,7 @@ token that failed): a request pays one round trip whatever its outcome. An addre
 refused before anything else, valid token or not, so the answer never tells a guesser which key works.
 
 If Redis cannot be reached the request is let through (and logged): intake keeps working, and the broker
-outage shows up on /readyz.
+outage shows up in /readyz's body (the API stays ready: readiness needs only Postgres).
 """
 
 from __future__ import annotations

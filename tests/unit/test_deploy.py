@@ -7,6 +7,7 @@ import importlib
 import json
 import re
 import tempfile
+import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,13 @@ from pipeline.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "k8s"
+K8S = DEPLOY / "k8s"  # applied as a folder: `kubectl apply -f deploy/k8s/`
+SECRET_TEMPLATE = DEPLOY / "secrets.example.yaml"  # outside the folder, so applying it never overwrites the Secret
 DASHBOARD = DEPLOY / "grafana" / "orderflow.json"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 ARTEFACTS = [
     "deploy/Dockerfile", ".dockerignore", "deploy/prometheus.yml", "deploy/alerts.yml",
-    "deploy/grafana/orderflow.json", "docs/runbook.md", "docs/architecture.md",
+    "deploy/grafana/orderflow.json", "deploy/secrets.example.yaml", "docs/runbook.md", "docs/architecture.md",
     *(f"deploy/k8s/{name}.yaml" for name in ("api", "worker", "reaper", "migrate-job", "keda-scaledobject", "config")),
 ]  # fmt: skip
 AUTOSCALER_MODULES = ("workers.autoscale_metrics", "workers.autoscale")
@@ -64,7 +66,13 @@ def yaml_documents(path: Path) -> list[Any]:
 
 
 def k8s_objects() -> list[dict[str, Any]]:
-    return [document for path in sorted(K8S.glob("*.yaml")) for document in yaml_documents(path)]
+    """What `kubectl apply -f deploy/k8s/` creates: every document of the folder's .yaml, .yml and .json files."""
+    paths = sorted(path for path in K8S.iterdir() if path.suffix in (".yaml", ".yml", ".json"))
+    return [document for path in paths for document in yaml_documents(path)]
+
+
+def secret_templates() -> list[dict[str, Any]]:
+    return yaml_documents(SECRET_TEMPLATE)
 
 
 def of_kind(kind: str) -> list[dict[str, Any]]:
@@ -89,6 +97,11 @@ def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
 def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
     spec = workload["spec"]["template"]["spec"]
     return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
 
 
 def the_container(workload: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +175,22 @@ def anchors(markdown: str) -> set[str]:
         elif not fenced and (heading := re.match(r"#{1,6} +(.+)", line)):
             found.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
     return found
+
+
+def pyproject() -> dict[str, Any]:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        return tomllib.load(file)
+
+
+def dockerfile_labels() -> dict[str, str]:
+    """The final stage's LABEL pairs (continued lines joined), with each ARG's default put in for `${ARG}`."""
+    final = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ").rsplit("\nFROM ", 1)[1]
+    defaults = dict(re.findall(r'^ARG +(\w+)="?([^"\n]*)"?$', final, flags=re.MULTILINE))
+    labels: dict[str, str] = {}
+    for line in re.findall(r"^LABEL +(.+)$", final, flags=re.MULTILINE):
+        for key, value in re.findall(r'([\w.\-]+)="([^"]*)"', line):
+            labels[key] = re.sub(r"\$\{(\w+)\}", lambda arg: defaults[arg[1]], value)
+    return labels
 
 
 def dockerfile_user() -> str:
@@ -307,6 +336,26 @@ def test_the_dockerfile_installs_the_project_on_a_slim_python_and_runs_as_a_nume
     assert text.rindex("USER ") > text.rindex("FROM "), "USER must be set in the final stage"
 
 
+def test_the_dockerfile_installs_the_dependencies_before_it_copies_the_source() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    build = text[: text.rindex("\nFROM ")]
+    assert re.search(r"^COPY pyproject\.toml \./$", build, flags=re.MULTILINE)
+    steps = [build.index(step) for step in ("COPY pyproject.toml", "pip install -r ", "COPY . .", "RUN pip install .")]
+    assert steps == sorted(steps), "pyproject.toml, its dependencies, then the source and the project itself"
+    assert "['project']['dependencies']" in build, "the dependency layer reads the list pyproject.toml declares"
+
+
+def test_the_image_carries_oci_labels_that_agree_with_pyproject_and_the_manifests() -> None:
+    labels, project = dockerfile_labels(), pyproject()["project"]
+    prefix = "org.opencontainers.image."
+    assert {f"{prefix}{key}" for key in ("title", "description", "version", "source", "revision")} <= set(labels)
+    assert labels[f"{prefix}title"] == project["name"]
+    assert labels[f"{prefix}description"] == project["description"]
+    assert labels[f"{prefix}version"] == project["version"]
+    images = {container["image"] for item in workloads() for container in containers(item)}
+    assert images == {f"{project['name']}:{project['version']}"}, "the manifests run the version the image is labelled"
+
+
 def test_the_docker_build_context_leaves_out_the_local_state() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", ".localstack", ".git"} <= ignored
@@ -316,7 +365,7 @@ def test_the_docker_build_context_leaves_out_the_local_state() -> None:
 
 
 def test_every_kubernetes_object_is_named_uniquely_and_labelled_as_part_of_orderflow() -> None:
-    objects = k8s_objects()
+    objects = k8s_objects() + secret_templates()
     keys = [(item["kind"], item["metadata"]["name"]) for item in objects]
     assert len(keys) == len(set(keys))
     assert all(item["metadata"]["labels"]["app.kubernetes.io/part-of"] == "orderflow" for item in objects)
@@ -411,9 +460,50 @@ def test_every_container_runs_the_one_image_as_the_images_non_root_user() -> Non
         assert context["runAsNonRoot"] is True and context["runAsUser"] == uid, item["metadata"]["name"]
 
 
+def test_every_pod_runs_under_the_runtime_default_seccomp_profile_without_a_service_account_token() -> None:
+    for item in workloads():
+        spec = pod_spec(item)
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, item["metadata"]["name"]
+        assert spec["automountServiceAccountToken"] is False, item["metadata"]["name"]
+
+
+@pytest.mark.parametrize(("name", "port"), [("orderflow-worker", 9191), ("orderflow-reaper", 9192)])
+def test_the_worker_and_the_reaper_are_restarted_when_their_metrics_port_stops_answering(name: str, port: int) -> None:
+    container = the_container(the("Deployment", name))
+    probe = container["livenessProbe"]
+    assert probe["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container_port(container, "metrics") == port
+    assert probe["initialDelaySeconds"] >= 5, "the process needs a moment to import and bind"
+    assert probe["timeoutSeconds"] < probe["periodSeconds"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 30, "a slow scrape or two must not restart the pod"
+    assert "readinessProbe" not in container, "no Service sends them traffic"
+
+
+def test_the_api_disruption_budget_keeps_one_of_its_replicas_and_selects_only_the_api_pods() -> None:
+    budget, api = the("PodDisruptionBudget", "orderflow-api"), the("Deployment", "orderflow-api")
+    selector = budget["spec"]["selector"]["matchLabels"]
+    selected = [item["metadata"]["name"] for item in workloads() if selects(selector, pod_labels(item))]
+    assert selected == ["orderflow-api"]
+    assert budget["spec"]["minAvailable"] == 1 < api["spec"]["replicas"], "a budget of every replica blocks drains"
+
+
+def test_applying_the_folder_creates_no_secret_and_the_template_outside_it_is_the_one_the_pods_read() -> None:
+    assert of_kind("Secret") == [], "kubectl apply -f deploy/k8s/ would overwrite the real secrets"
+    (secret,) = secret_templates()
+    assert secret["kind"] == "Secret" and SECRET_TEMPLATE.parent != K8S
+    referenced = {
+        source["secretRef"]["name"]
+        for item in workloads()
+        for container in containers(item)
+        for source in container.get("envFrom", [])
+        if "secretRef" in source
+    }
+    assert referenced | {name for name, _ in trigger_auth_refs()} == {secret["metadata"]["name"]}
+
+
 def test_every_config_reference_names_a_config_map_or_secret_that_exists() -> None:
     config_maps = {item["metadata"]["name"] for item in of_kind("ConfigMap")}
-    secrets = {item["metadata"]["name"]: secret_keys(item) for item in of_kind("Secret")}
+    secrets = {item["metadata"]["name"]: secret_keys(item) for item in secret_templates()}
     for item in workloads():
         for container in containers(item):
             for source in container.get("envFrom", []):
@@ -426,7 +516,7 @@ def test_every_config_reference_names_a_config_map_or_secret_that_exists() -> No
 
 
 def test_the_config_sets_only_settings_the_code_reads_and_the_secret_template_holds_the_secrets() -> None:
-    (config_map,), (secret,) = of_kind("ConfigMap"), of_kind("Secret")
+    (config_map,), (secret,) = of_kind("ConfigMap"), secret_templates()
     assert set(config_map["data"]) <= SETTINGS_ENV
     keda_keys = {key for _, key in trigger_auth_refs()}
     assert secret_keys(secret) <= SETTINGS_ENV | keda_keys
