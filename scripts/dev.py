@@ -3,6 +3,7 @@
 
     python3 scripts/dev.py demo    # the whole local stack with demo orders flowing through the saga
     python3 scripts/dev.py test    # the test suite against real Postgres, Redis and the local Stripe
+    python3 scripts/dev.py lint    # ruff, ruff format, mypy on the whole tree, import-linter's contracts
 
 Standard library only: this is what runs on a machine that has nothing but Python.
 """
@@ -23,6 +24,13 @@ COMMANDS = {
     "demo": ["orderctl", "demo"],
     "test": ["python", "-m", "pytest"],
 }
+# Each runs in turn from the venv; the first that fails ends the lint with its exit code.
+LINTERS = [
+    ["ruff", "check", "."],
+    ["ruff", "format", "--check", "."],
+    ["mypy", "api", "pipeline", "workers", "models", "scripts", "tests"],
+    ["lint-imports"],
+]
 
 
 def ensure_venv() -> Path:
@@ -43,17 +51,29 @@ def ensure_venv() -> Path:
 def main() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs under whatever python3 the machine has
         sys.exit(f"orderflow needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        sys.exit(f"usage: python3 scripts/dev.py {{{'|'.join(COMMANDS)}}} [args...]")
+    if len(sys.argv) < 2 or sys.argv[1] not in [*COMMANDS, "lint"]:
+        sys.exit(f"usage: python3 scripts/dev.py {{{'|'.join([*COMMANDS, 'lint'])}}} [args...]")
     try:
         bin_dir = ensure_venv()
     except subprocess.CalledProcessError as error:
         sys.exit(f"error: installing the dependencies failed (exit {error.returncode}); see pip's output above")
-    program, *args = COMMANDS[sys.argv[1]]
     os.chdir(ROOT)
+    if sys.argv[1] == "lint":
+        lint(bin_dir)
+    program, *args = COMMANDS[sys.argv[1]]
     # argv[0] must be the full path: Python finds its venv from it.
     executable = str(bin_dir / program)
     os.execv(executable, [executable, *args, *sys.argv[2:]])
+
+
+def lint(bin_dir: Path) -> None:
+    """Run every linter; exit with the first failure's code, or 0."""
+    for program, *args in LINTERS:
+        print(f"$ {program} {' '.join(args)}", flush=True)
+        code = subprocess.run([str(bin_dir / program), *args], cwd=ROOT).returncode
+        if code != 0:
+            sys.exit(f"error: {program} failed (exit {code})")
+    sys.exit(0)
 
 
 if __name__ == "__main__":

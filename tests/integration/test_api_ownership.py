@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -34,11 +35,11 @@ def place(api: TestClient, product: uuid.UUID, shop: str, user: str = "u-1") -> 
     return str(response.json()["id"])
 
 
-def listed(api: TestClient, shop: str, scopes: tuple[str, ...] = ("orders:read",), **params: object) -> list[str]:
+def listed(api: TestClient, shop: str, scopes: tuple[str, ...] = ("orders:read",), **params: Any) -> list[str]:
     """Every order id a shop's walk through the list shows, following `next` to the end."""
     ids: list[str] = []
     path: str | None = "/v1/orders"
-    query: dict[str, object] | None = {"limit": 2, **params}
+    query: dict[str, Any] | None = {"limit": 2, **params}
     while path is not None:
         response = api.get(path, params=query, headers=auth(*scopes, client=shop))
         assert response.status_code == 200, response.text

@@ -152,5 +152,8 @@ def test_workers_stop_when_the_autoscaler_itself_is_killed(redis_client: redis.R
         scaler.process.kill()  # SIGKILL: no chance to stop its workers itself
 
         scaler.process.wait(10)
-        gone = lambda p: not p.is_running() or p.status() == psutil.STATUS_ZOMBIE  # noqa: E731
+
+        def gone(p: psutil.Process) -> bool:
+            return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+
         eventually(lambda: all(gone(p) for p in processes), 30, "no worker outlives its supervisor")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -82,7 +83,7 @@ def a_local_delivery(db_url: str, **overrides: Any) -> None:
 
 
 LATER = "2020-01-01T00:00:00Z"
-BAD_ROWS = {
+BAD_ROWS: dict[str, tuple[Callable[..., object], dict[str, Any]]] = {
     "ck_products_price_not_negative": (a_product, {"price_cents": -1}),
     "ck_products_currency_iso": (a_product, {"currency": "usd"}),
     "ck_products_available_not_negative": (a_product, {"available": -1, "total": 9}),

@@ -173,7 +173,8 @@ def place_while_frozen(
             placing.append(pool.submit(stack.place, f"frozen-{uuid.uuid4().hex}"))
             time.sleep(0.5)
         readiness, listing = pool.submit(stack.get, "/readyz"), pool.submit(stack.get, "/v1/orders")
-        wait([*placing, readiness, listing], timeout=FREEZE_S - (time.monotonic() - started))
+        pending: list[Future[Any]] = [*placing, readiness, listing]
+        wait(pending, timeout=FREEZE_S - (time.monotonic() - started))
         time.sleep(max(0.0, FREEZE_S - (time.monotonic() - started)))
     # Thawed: requests that were still waiting (with no bound) answer now, and show how long they took.
     return [future.result() for future in placing], readiness.result(), listing.result()
@@ -233,7 +234,8 @@ def test_with_redis_frozen_intake_answers_within_2_s_and_every_order_ships(stack
     # Postgres answers, so every order is written; its first message is lost with the freeze, and the reaper
     # re-drives it once its lease runs out.
     assert all(a.seconds < REDIS_BOUND_S and a.status == 201 for a in during), during
-    assert ready_s < READY_BOUND_S and ready_status == 503 and readiness["details"]["redis"].startswith("unreach")
+    # Readiness needs only Postgres: the pod stays in service and reports Redis as unreachable.
+    assert ready_s < READY_BOUND_S and ready_status == 200 and readiness["checks"]["redis"].startswith("unreach")
     assert listing[0] < REDIS_BOUND_S and listing[1] == 200, listing  # the limiter lets it through
     assert_all_shipped(stack, accepted_after_thaw(stack, before + during + after))
     # The worker took the hung Redis for a lost connection (and reconnected), not for a bug in Dramatiq.

@@ -390,7 +390,7 @@ def step_rows(db_url: str, order_id: uuid.UUID) -> list[tuple[str, str, str, str
             text("SELECT step, kind, outcome, error_code FROM saga_steps WHERE order_id = :id ORDER BY started_at"),
             {"id": order_id},
         )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]
 
 
 def sample(name: str, **labels: str) -> float:

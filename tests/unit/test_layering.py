@@ -1,42 +1,43 @@
-"""Dependencies point one way, and the saga's rules stay free of I/O."""
+"""Dependencies point one way and the saga's rules stay free of I/O: import-linter's contracts (pyproject.toml),
+followed through every import, not one level deep. And no other installed package owns our package names.
+"""
 
 from __future__ import annotations
 
-import ast
+from importlib import metadata
 from pathlib import Path
 
-import pytest
+from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE_MODULES = ["pipeline/errors.py", "pipeline/saga.py", "pipeline/states.py", "models/status.py"]
-IO_LIBRARIES = {"sqlalchemy", "stripe", "dramatiq", "redis", "structlog", "psycopg", "httpx", "fastapi"}
-# Which of our packages each package may import.
-ALLOWED = {
-    "models": {"models"},
-    "pipeline": {"pipeline", "models"},
-    "workers": {"workers", "pipeline", "models"},
-    "api": {"api", "workers", "pipeline", "models"},
-}
-OURS = {"models", "pipeline", "workers", "api", "scripts", "tests"}
+OUR_PACKAGES = {"api", "scripts", "workers", "pipeline", "models"}
 
 
-def imported_top_levels(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+def test_every_import_linter_contract_is_kept() -> None:
+    # The same check `python3 scripts/dev.py lint` runs; it prints which import chain breaks a contract.
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
+
+
+def top_levels(distribution: metadata.Distribution) -> set[str]:
+    """The importable top-level names a distribution installs (its top_level.txt, else its files)."""
+    listed = distribution.read_text("top_level.txt")
+    if listed is not None:
+        return {line.strip() for line in listed.splitlines() if line.strip()}
+    names = set()
+    for file in distribution.files or []:
+        parts = Path(str(file)).parts
+        if len(parts) > 1 and not parts[0].endswith((".dist-info", ".data")) and parts[0] != "..":
+            names.add(parts[0])
+        elif len(parts) == 1 and parts[0].endswith(".py"):
+            names.add(parts[0].removesuffix(".py"))
     return names
 
 
-@pytest.mark.parametrize("module", [m for m in PURE_MODULES if (ROOT / m).exists()])
-def test_the_pure_modules_import_no_io_library(module: str) -> None:
-    assert imported_top_levels(ROOT / module) & IO_LIBRARIES == set()
-
-
-@pytest.mark.parametrize("package", sorted(ALLOWED))
-def test_a_package_imports_only_the_packages_below_it(package: str) -> None:
-    for path in (ROOT / package).rglob("*.py"):
-        ours = imported_top_levels(path) & OURS
-        assert ours <= ALLOWED[package], f"{path.relative_to(ROOT)} imports {ours - ALLOWED[package]}"
+def test_no_other_installed_distribution_owns_our_top_level_package_names() -> None:
+    # Names like `api` and `scripts` are common: another wheel shipping one would shadow ours, or ours it.
+    owners = {
+        distribution.metadata["Name"]: top_levels(distribution) & OUR_PACKAGES
+        for distribution in metadata.distributions()
+        if (distribution.metadata["Name"] or "").lower() != "orderflow"
+    }
+    assert {name: clash for name, clash in owners.items() if clash} == {}
