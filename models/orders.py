@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamps, UUIDKey
-from models.status import OrderStatus, sql_in
+from models.status import TERMINAL_SQL, OrderStatus, sql_in
 
 
 class Order(UUIDKey, Timestamps, Base):
@@ -35,7 +35,7 @@ class Order(UUIDKey, Timestamps, Base):
         Index(
             "ix_orders_live_lease",
             "lease_expires_at",
-            postgresql_where="status NOT IN ('shipped', 'cancelled', 'needs_attention')",
+            postgresql_where=f"status NOT IN {TERMINAL_SQL}",
         ),
     )
 

@@ -22,6 +22,8 @@ class OrderStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED, OrderStatus.NEEDS_ATTENTION})
 # The same as stored in orders.status, in the enum's order: for SQL parameters and table columns.
 TERMINAL_VALUES: tuple[str, ...] = tuple(status.value for status in OrderStatus if status in TERMINAL_STATUSES)
+# ... and as a SQL list, for `status NOT IN {TERMINAL_SQL}` in queries and partial indexes.
+TERMINAL_SQL = "(" + ", ".join(f"'{value}'" for value in TERMINAL_VALUES) + ")"
 
 
 class ReservationStatus(StrEnum):

@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy import text
 
 from models.db import engine_for
+from models.status import TERMINAL_SQL
 
 INFO = "(info) "
 LIVE_SHIPMENT = ("created", "picked_up")
 
 CHECKS = {
-    "order not terminal": "SELECT id FROM orders WHERE status NOT IN ('shipped', 'cancelled', 'needs_attention')",
+    "order not terminal": f"SELECT id FROM orders WHERE status NOT IN {TERMINAL_SQL}",
     "stock not conserved or negative": (
         "SELECT id FROM products WHERE total <> available + reserved + shipped OR available < 0 OR reserved < 0"
     ),

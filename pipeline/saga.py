@@ -79,10 +79,13 @@ def step_due(status: OrderStatus) -> str | None:
     return None
 
 
+# The statuses an order passes through on the way forward: pending, then each step's `done`.
+PROGRESS: tuple[OrderStatus, ...] = (OrderStatus.PENDING, *(step.done for step in STEPS))
+
+
 def already_done(name: str, status: OrderStatus) -> bool:
     """True when an order in `status` has completed step `name` (a redelivered message)."""
-    progress = [OrderStatus.PENDING, *(step.done for step in STEPS)]
-    return status in progress and progress.index(status) > progress.index(status_before(name))
+    return status in PROGRESS and PROGRESS.index(status) > PROGRESS.index(status_before(name))
 
 
 def compensation_plan(failed: str) -> tuple[str, ...]:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from models.status import TERMINAL_STATUSES, OrderStatus
 from pipeline.errors import IllegalTransition
+from pipeline.saga import PROGRESS
 
 S = OrderStatus
-_FORWARD = {
-    S.PENDING: S.RESERVED,
-    S.RESERVED: S.PAID,
-    S.PAID: S.CONFIRMED,
-    S.CONFIRMED: S.NOTIFIED,
-    S.NOTIFIED: S.SHIPPED,
-}
+# Each status's successor on the way forward, from the saga's table of steps.
+_FORWARD = dict(zip(PROGRESS, PROGRESS[1:], strict=False))
 
 # A charged order is held for an operator (a dispute) from any of these, and resumed into them.
 _HOLDABLE = frozenset({S.PAID, S.CONFIRMED, S.NOTIFIED})

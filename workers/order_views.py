@@ -15,7 +15,7 @@ from models.db import engine_for, unit_of_work
 from models.orders import Order
 from models.payments import Payment
 from models.saga import SagaStep
-from models.status import TERMINAL_VALUES, OrderStatus
+from models.status import TERMINAL_SQL, TERMINAL_VALUES, OrderStatus
 from pipeline import saga
 
 
@@ -44,7 +44,7 @@ def order_story(database_url: str, order_id: uuid.UUID) -> dict[str, Any] | None
         }
 
 
-STUCK = text("""
+STUCK = text(f"""
     SELECT o.id, o.status, COALESCE(o.current_step, '') AS step, o.deliveries,
            extract(epoch FROM now() - o.created_at) AS age_s,
            extract(epoch FROM now() - COALESCE(p.at, o.created_at)) AS idle_s,
@@ -58,7 +58,7 @@ STUCK = text("""
                        WHERE order_id = o.id AND outcome IN ('retrying', 'failed')
                        ORDER BY started_at DESC LIMIT 1) e ON true
     WHERE o.status = 'needs_attention'
-       OR (o.status NOT IN ('shipped', 'cancelled', 'needs_attention')
+       OR (o.status NOT IN {TERMINAL_SQL}
            AND (o.lease_expires_at < now() OR COALESCE(p.at, o.created_at) < now() - make_interval(secs => :idle_s)))
     ORDER BY o.created_at LIMIT :limit
 """)
