@@ -7,6 +7,8 @@ tests, not re-migrated.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -14,11 +16,13 @@ from contextlib import ExitStack
 import dramatiq
 import pytest
 import redis
+import structlog
 from sqlalchemy import text
 
 from models.db import engine_for
 from models.tables import Base
 from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
+from pipeline.logs import UVICORN_LOGGERS
 from scripts import localstack
 from scripts.fake_carrier import FakeCarrierServer
 from scripts.fake_stripe import FakeStripeServer
@@ -125,3 +129,19 @@ def worker(db_url: str, redis_client: redis.Redis) -> Iterator[dramatiq.Worker]:
     yield running
     running.stop()
     broker.flush_all()
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """A stream to hand `configure_logging`; the process's logging set-up is put back afterwards."""
+    root = logging.getLogger()
+    saved_root = (root.handlers[:], root.level)
+    named = [logging.getLogger(name) for name in (*UVICORN_LOGGERS, "stripe")]
+    saved_named = [(logger.handlers[:], logger.propagate, logger.level) for logger in named]
+    saved_structlog = structlog.get_config()
+    yield io.StringIO()
+    structlog.configure(**saved_structlog)
+    root.handlers[:], root.level = saved_root
+    for logger, (handlers, propagate, level) in zip(named, saved_named, strict=True):
+        logger.handlers[:], logger.propagate, logger.level = handlers, propagate, level
+    structlog.contextvars.clear_contextvars()

@@ -43,5 +43,6 @@ def cancel_shipment(order_id: str) -> None:
 @dramatiq.actor(queue_name="orders", max_retries=20, min_backoff=1_000, max_backoff=60_000)
 def saga_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """A step or compensation ran out of retries: fail it permanently (or park the order)."""
-    last_error = (message.get("options", {}).get("traceback") or "").strip().splitlines()[-1:] or ["unknown"]
-    exhausted(message["actor_name"], message["args"][0], last_error[0])
+    traceback = (message.get("options", {}).get("traceback") or "").strip()
+    last_error = traceback.splitlines()[-1:] or ["unknown"]
+    exhausted(message["actor_name"], message["args"][0], last_error[0], traceback or None)

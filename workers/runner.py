@@ -149,7 +149,9 @@ def _shipped_after_all(
     log.error("saga.shipped_despite_cancel", order_id=str(order.id), reason=why)
 
 
-def needs_attention(undo: str, order_id: str, error: PipelineError, adapters: Adapters | None = None) -> None:
+def needs_attention(
+    undo: str, order_id: str, error: PipelineError, adapters: Adapters | None = None, traceback: str | None = None
+) -> None:
     """A compensation could not finish: park the order where operators and alerts see it."""
     adapters = adapters or process_adapters()
 
@@ -157,20 +159,23 @@ def needs_attention(undo: str, order_id: str, error: PipelineError, adapters: Ad
         return order.status == OrderStatus.COMPENSATING and order.current_step == undo
 
     if _park(undo, StepKind.COMPENSATION, order_id, error, adapters, still_undoing):
-        log.error("saga.needs_attention", order_id=order_id, step=undo, error=error.message)
+        # The runbook sends operators here for the traceback: the exception being handled, if any (exc_info=True
+        # adds nothing otherwise), or the last attempt's, which Dramatiq kept in the exhausted message.
+        where: dict[str, object] = {"exception": traceback} if traceback else {"exc_info": True}
+        log.error("saga.needs_attention", order_id=order_id, step=undo, error=error.message, **where)
 
 
-def exhausted(actor: str, order_id: str, last_error: str) -> None:
-    """Dramatiq gave up retrying `actor`."""
-    give_up(actor, order_id, RetriesExhausted(f"{actor} kept failing: {last_error}"[:1000]))
+def exhausted(actor: str, order_id: str, last_error: str, traceback: str | None = None) -> None:
+    """Dramatiq gave up retrying `actor`; `traceback` is its last attempt's."""
+    give_up(actor, order_id, RetriesExhausted(f"{actor} kept failing: {last_error}"[:1000]), traceback)
 
 
-def give_up(actor: str, order_id: str, error: PipelineError) -> None:
+def give_up(actor: str, order_id: str, error: PipelineError, traceback: str | None = None) -> None:
     """Stop trying `actor`: a step counts as failed for good, a compensation needs a person."""
     if actor in saga.BY_NAME:
         fail_permanently(actor, order_id, error)
     else:
-        needs_attention(actor, order_id, error)
+        needs_attention(actor, order_id, error, traceback=traceback)
 
 
 def _attempt(
