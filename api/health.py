@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from starlette.concurrency import run_in_threadpool
 
-from api.database import waited
-from api.errors import error_response
+from api.database import read_within
+from api.errors import ApiError, error_response
 from api.openapi_docs import UNAVAILABLE
 
 router = APIRouter(tags=["health"])
@@ -45,14 +45,12 @@ async def readiness(request: Request) -> JSONResponse:
 
 async def postgres_check(pool: AsyncConnectionPool) -> str:
     """SELECT 1 on the intake's pool, given READY_WAIT_S: a hung server fails the check instead of the probe."""
-    task = await waited(select_one(pool), READY_WAIT_S)
-    if not task.done():
-        task.cancel()  # nothing to wait for: psycopg cancels the query in the background and drops its connection
+    try:
+        await read_within(select_one(pool), READY_WAIT_S)
+    except ApiError:  # no answer in time (the read is cancelled)
         return f"unreachable (no answer within {READY_WAIT_S:g} s)"
-    error = task.exception()
-    if isinstance(error, psycopg.Error):
+    except psycopg.Error as error:
         return f"unreachable ({type(error).__name__})"
-    task.result()  # anything else is a bug: raised
     return "ok"
 
 

@@ -104,16 +104,22 @@ async def list_orders(
 ) -> JSONResponse:  # fmt: skip
     """A page of the client's orders (newest first, ties by id), optionally of one status and/or one user."""
     reading = order_rows(
-        pool, limit + 1, client_id=None if client.may("admin") else client.id, status=status, user_id=user_id,
+        pool, limit + 1, client_id=owner_of_visible(client), status=status, user_id=user_id,
         after=order_position(cursor) if cursor is not None else None,
     )  # fmt: skip
     rows = await read_within(reading, settings.intake_db_budget_s)
     return page(request, rows, limit, lambda row: (row["created_at"].isoformat(), str(row["id"])), order_document)
 
 
+def owner_of_visible(client: Client) -> str | None:
+    """The owner whose orders a client may see: itself, or None (every client's) for `admin`."""
+    return None if client.may("admin") else client.id
+
+
 def visible_to(client: Client) -> list[ColumnElement[bool]]:
-    """The orders a client may see: the ones it placed, or all of them for `admin`."""
-    return [] if client.may("admin") else [Order.client_id == client.id]
+    """The orders a client may see, as a filter on orders."""
+    owner = owner_of_visible(client)
+    return [] if owner is None else [Order.client_id == owner]
 
 
 def order_position(cursor: str) -> tuple[datetime, uuid.UUID]:
