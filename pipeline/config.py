@@ -6,12 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.saga import BY_NAME, UNDO_ORDER, Retry, retry_of
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Keys that only the loopback Stripe server accepts; refused when talking to the real Stripe.
 LOCAL_STRIPE_KEY = "sk_test_orderflow_local"
@@ -23,10 +21,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
-    # Unset URLs mean "start the embedded servers under stack_dir".
+    # Unset URLs mean "start the embedded servers under stack_dir" (the dev stack's, orderflow[local]).
     database_url: str | None = None
     redis_url: str | None = None
-    stack_dir: Path = PROJECT_ROOT / ".localstack"
+    # The local stack's folder: the embedded servers' data, its signing secret, the demo's and benches' logs.
+    stack_dir: Path = Field(default_factory=lambda: Path.cwd() / ".localstack")
 
     stripe_api_key: SecretStr = SecretStr(LOCAL_STRIPE_KEY)
     stripe_api_base: str | None = None

@@ -43,7 +43,7 @@ def ensure_venv() -> Path:
         venv.create(VENV, with_pip=True)
     print("installing orderflow and its dependencies into .venv ...", flush=True)
     pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--editable", f"{ROOT}[dev]"], check=True, cwd=ROOT)
+    subprocess.run([*pip, "--editable", f"{ROOT}[dev,local]"], check=True, cwd=ROOT)
     STAMP.write_text(wanted)
     return VENV / "bin"
 

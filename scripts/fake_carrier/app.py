@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from scripts.loopback import stall
+from scripts.devstack.loopback import stall
 
 from .faults import Fault, FaultInjector, Faults
 from .objects import ApiFailure, Json, check_create, error_body, new_id

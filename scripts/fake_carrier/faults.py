@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
 
-from scripts.loopback import KnobSet, SeededDraws
+from scripts.devstack.loopback import KnobSet, SeededDraws
 
 
 @dataclass(frozen=True)

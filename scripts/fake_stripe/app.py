@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from scripts.loopback import stall
+from scripts.devstack.loopback import stall
 
 from . import charges, intents, refunds
 from .account import Account

@@ -6,7 +6,7 @@ from typing import Any
 
 import uvicorn
 
-from scripts.loopback import LoopbackServer
+from scripts.devstack.loopback import LoopbackServer
 
 from .app import create_app
 from .faults import Faults

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from models.migrate import upgrade
 from pipeline.config import get_settings
-from scripts import localstack
 from scripts.orderctl.output import CliError, console
 from scripts.orderctl.servers import stack
 
@@ -27,6 +26,8 @@ def up() -> None:
 
 def down() -> None:
     """Stop the embedded servers (their data stays under the stack folder)."""
+    from scripts.devstack import localstack
+
     localstack.stop(get_settings().stack_dir)
     console.print("embedded servers stopped")
 
@@ -38,7 +39,7 @@ def demo(
     threads: Annotated[int, typer.Option(min=1, help="Threads per worker process.")] = 8,
 ) -> None:
     """The main job: the whole local stack (API, workers, reaper, loopback Stripe) with demo orders flowing through."""
-    from scripts import demo as demo_run
+    from scripts.devstack import demo as demo_run
 
     up()
     if not demo_run.run(stack(), orders, rate, processes, threads):

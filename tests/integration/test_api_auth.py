@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.auth import local_secret, mint_token
-from scripts.localstack import free_port
+from scripts.devstack.localstack import free_port
 from tests.api_helpers import (
     OLD_SECRET,
     SECRET,

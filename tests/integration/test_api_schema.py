@@ -18,7 +18,7 @@ import redis
 from pydantic import SecretStr
 
 from api.app import create_app
-from scripts.loopback import LoopbackServer
+from scripts.devstack.loopback import LoopbackServer
 from tests.api_helpers import api_settings, token
 from tests.conftest import Servers
 

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from pipeline.config import PROJECT_ROOT
-from scripts.localstack import free_port
+from scripts.devstack.localstack import free_port
+from scripts.devstack.processes import SOURCE_ROOT as PROJECT_ROOT
 from tests.api_helpers import api_client, api_settings, assert_error, auth, new_key, order_body
 from tests.conftest import Servers
 from tests.factories import make_product

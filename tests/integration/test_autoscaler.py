@@ -1,4 +1,4 @@
-"""The autoscaler as the Procfile runs it: real `dramatiq workers` processes scaled by a real backlog."""
+"""The autoscaler as the Procfile runs it: real `dramatiq workers.saga.worker` processes scaled by a real backlog."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from sqlalchemy import text
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from models.db import engine_for
-from pipeline.config import PROJECT_ROOT
+from scripts.devstack.localstack import free_port
+from scripts.devstack.processes import SOURCE_ROOT as PROJECT_ROOT
 from scripts.fake_stripe import FakeStripeServer
-from scripts.localstack import free_port
 from tests.factories import make_order, make_product
 from tests.saga_helpers import wait_until_terminal
 from workers.dispatch import send, start_saga
@@ -50,7 +50,7 @@ class Autoscaler:
         return None
 
     def worker_parents(self) -> list[psutil.Process]:
-        """The `dramatiq workers` processes it runs (including ones finishing their messages)."""
+        """The `dramatiq workers.saga.worker` processes it runs (including ones finishing their messages)."""
         children = psutil.Process(self.process.pid).children()
         return [child for child in children if child.status() != psutil.STATUS_ZOMBIE]
 

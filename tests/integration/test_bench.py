@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from scripts.bench import BenchConfig, run
-from scripts.bench_list import ListBenchConfig
-from scripts.bench_list import run as run_list
-from scripts.bench_list_phase import CASES
+from scripts.bench.list import ListBenchConfig
+from scripts.bench.list import run as run_list
+from scripts.bench.list_phase import CASES
+from scripts.bench.run import BenchConfig, run
 
 pytestmark = pytest.mark.slow
 

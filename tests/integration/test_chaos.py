@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.audit import violations_only
-from scripts import chaos
+from scripts.chaos import run as chaos
 
 
 def test_the_stack_survives_kills_and_server_restarts_with_a_clean_audit(tmp_path: Path) -> None:

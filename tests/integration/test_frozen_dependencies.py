@@ -33,8 +33,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from api.auth import mint_token
 from models import migrate
 from models.db import engine_for
-from scripts import localstack
-from scripts.processes import Child, python, venv_tool, wait_until_answers
+from scripts.devstack import localstack
+from scripts.devstack.processes import Child, python, venv_tool, wait_until_answers
 from tests.factories import GOOD_ADDRESS, make_product, random_user
 from tests.saga_helpers import wait_until_terminal
 
@@ -131,7 +131,7 @@ def stack() -> Iterator[Stack]:
         }  # fmt: skip
         commands = {
             "api": venv_tool("uvicorn", "api.app:create_app", "--factory", "--port", str(port), "--log-level", "error"),
-            "worker": venv_tool("dramatiq", "workers", "--processes", "1", "--threads", "4"),
+            "worker": venv_tool("dramatiq", "workers.saga.worker", "--processes", "1", "--threads", "4"),
             "reaper": python("-m", "workers.recovery"),
         }  # fmt: skip
         for name, argv in commands.items():

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from scripts import localstack
+from scripts.devstack import localstack
 
 
 @pytest.fixture(scope="module")

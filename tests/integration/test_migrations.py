@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, pool, text
 
 from models import migrate
 from models.tables import Base
-from scripts import localstack
+from scripts.devstack import localstack
 from tests.conftest import Servers
 
 

@@ -19,8 +19,8 @@ from typer.testing import CliRunner, Result
 
 from models.db import engine_for, unit_of_work
 from models.orders import Order, OrderLine
+from scripts.devstack.localstack import free_port
 from scripts.fake_stripe import FakeStripeServer
-from scripts.localstack import free_port
 from scripts.orderctl import CliError, app
 from tests.factories import GOOD_ADDRESS, make_order, make_product
 from tests.saga_helpers import queued, stock, succeeded_charges, timeline, wait_until_terminal

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.config import PROJECT_ROOT
+# The checkout the dev tools run from (they are not installed): the children's working directory, the Procfile's.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Child:
     def start(self) -> Child:
         with open(self.log_dir / f"{self.name}.log", "ab") as log:
             self.process = subprocess.Popen(
-                self.argv, env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv, env=self.env, cwd=SOURCE_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         return self
 

@@ -3,7 +3,7 @@
 Starts its own throwaway database (on DATABASE_URL's server or the embedded Postgres) and a private
 Redis, serves the API with one uvicorn process, and drives it with N concurrent keep-alive clients:
 
-    .venv/bin/python -m scripts.intake_load --seconds 10 --concurrency 16
+    .venv/bin/python -m scripts.bench.intake_load --seconds 10 --concurrency 16
 
 Phases, each for --seconds: GET /healthz (framework floor), POST /insert on a bare FastAPI app that
 does one INSERT (database-write floor), then POST /v1/orders (auth, rate limit, validation, pricing,
@@ -33,8 +33,9 @@ from rich.table import Table
 from sqlalchemy import text
 
 from models.db import engine_for
-from pipeline.config import PROJECT_ROOT, get_settings
-from scripts import localstack
+from pipeline.config import get_settings
+from scripts.devstack import localstack
+from scripts.devstack.processes import SOURCE_ROOT
 
 console = Console()
 Request = Callable[[httpx.AsyncClient, int], Any]
@@ -77,7 +78,7 @@ def uvicorn(target: str, env: dict[str, str]) -> Iterator[str]:
     port = localstack.free_port()
     args = [sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port), "--log-level", "warning"]
     env = {"API_METRICS_PORT": "0", **env}  # one load run may serve two APIs side by side
-    process = subprocess.Popen(args, env={**os.environ, **env}, cwd=PROJECT_ROOT)
+    process = subprocess.Popen(args, env={**os.environ, **env}, cwd=SOURCE_ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -133,7 +134,7 @@ def main(
         results = []
         with uvicorn("api.app:create_app", env) as api:
             results.append(measure("GET /healthz (API app)", api, healthz, seconds, concurrency))
-        with uvicorn("scripts.intake_load:bare_app", env) as bare:
+        with uvicorn("scripts.bench.intake_load:bare_app", env) as bare:
             results.append(measure("POST one INSERT (bare FastAPI app)", bare, insert, seconds, concurrency))
         with uvicorn("api.app:create_app", env) as api:
             results.append(measure("POST /v1/orders", api, place, seconds, concurrency))

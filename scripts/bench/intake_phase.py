@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import psycopg
 
-from scripts import intake_load
-from scripts.bench_config import BenchConfig
-from scripts.bench_database import Target, flush_redis, fresh_orders
-from scripts.bench_meter import Meter, counters_delta, cpu_delta, per_order, quiet_counters
-from scripts.bench_processes import api_server, clean_env
+from scripts.bench import intake_load
+from scripts.bench.config import BenchConfig
+from scripts.bench.database import Target, flush_redis, fresh_orders
+from scripts.bench.meter import Meter, counters_delta, cpu_delta, per_order, quiet_counters
+from scripts.bench.processes import api_server, clean_env
 
 
 def intake_run(config: BenchConfig, target: Target, repetition: int) -> dict[str, Any]:

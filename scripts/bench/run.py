@@ -1,12 +1,12 @@
 """The benchmark (issue #8): the saga next to the cheapest five-step Dramatiq + Postgres chain, and intake, in one run.
 
-    .venv/bin/python -m scripts.bench --orders 5000 --processes 2 --threads 8 --repeat 3
+    .venv/bin/python -m scripts.bench.run --orders 5000 --processes 2 --threads 8 --repeat 3
 
 On a throwaway database (on --database-url's server, else DATABASE_URL's, else the embedded Postgres) and a
 private Redis (or --redis-url, which must be an empty, dedicated Redis database), each repetition runs:
 
-- baseline: `dramatiq scripts.bench_chain:setup`, five bare actors, one statement and one commit per step;
-- orderflow: `dramatiq workers` (the real actors) with the loopback Stripe (no faults) as subprocesses;
+- baseline: `dramatiq scripts.bench.chain:setup`, five bare actors, one statement and one commit per step;
+- orderflow: `dramatiq workers.saga.worker` (the real actors) with the loopback Stripe (no faults) as subprocesses;
 - intake: one uvicorn serving the real API, driven closed loop (fixed concurrency) then open loop (fixed rate).
 
 Both chains get the same orders (one line each, round-robin over --products well-stocked products; 1 makes one
@@ -27,7 +27,7 @@ from typing import Any
 
 import typer
 
-from scripts.bench_config import DEFAULT_JSON, BenchConfig
+from scripts.bench.config import BenchConfig, in_stack_dir
 
 __all__ = ["BenchConfig", "command", "run"]
 
@@ -35,11 +35,11 @@ __all__ = ["BenchConfig", "command", "run"]
 def run(config: BenchConfig) -> dict[str, Any]:
     """Run every phase `config.repeat` times, print the tables, write the JSON; returns the JSON document."""
     # Imported on use: `orderctl` registers `command` from this module and should start without psutil or Dramatiq.
-    from scripts.bench_database import bench_target
-    from scripts.bench_intake_phase import intake_run
-    from scripts.bench_report import report
-    from scripts.bench_saga_phase import saga_run
-    from scripts.bench_tables import render
+    from scripts.bench.database import bench_target
+    from scripts.bench.intake_phase import intake_run
+    from scripts.bench.report import report
+    from scripts.bench.saga_phase import saga_run
+    from scripts.bench.tables import render
 
     started = datetime.now(UTC)
     results: dict[str, list[dict[str, Any]]] = {phase: [] for phase in config.phases}
@@ -70,7 +70,7 @@ def command(
     intake_rate: float = typer.Option(200.0, help="Arrival rate of the open loop, orders/s."),
     database_url: str = typer.Option(None, help="Postgres server for the throwaway database (default: local stack)."),
     redis_url: str = typer.Option(None, help="An empty Redis database to use and flush (default: a private server)."),
-    json_out: str = typer.Option(str(DEFAULT_JSON), help="Where to write the JSON results."),
+    json_out: str = typer.Option(None, help="Where to write the JSON results (default: STACK_DIR/bench.json)."),
     phases: str = typer.Option("baseline,orderflow,intake", help="Comma-separated subset of the phases."),
 ) -> None:
     """Benchmark the saga against the bare-chain baseline, and the intake API, in one run."""
@@ -80,7 +80,7 @@ def command(
         raise typer.BadParameter(f"unknown phases {sorted(unknown)}")
     config = BenchConfig(
         orders, processes, threads, repeat, warmup, products, intake_seconds, intake_concurrency, intake_rate,
-        database_url, redis_url, Path(json_out), phases=chosen,
+        database_url, redis_url, Path(json_out) if json_out else in_stack_dir("bench.json"), phases=chosen,
     )  # fmt: skip
     run(config)
 

@@ -10,7 +10,7 @@ import psutil
 import psycopg
 import redis
 
-from scripts.bench_database import Target
+from scripts.bench.database import Target
 
 
 class Meter:

@@ -1,6 +1,6 @@
 """The benchmark's baseline: the least a five-step Dramatiq + Postgres pipeline can cost.
 
-Five actors on the saga's own queues, run by `dramatiq scripts.bench_chain:setup` (DATABASE_URL and
+Five actors on the saga's own queues, run by `dramatiq scripts.bench.chain:setup` (DATABASE_URL and
 REDIS_URL from the environment). Each step is one Postgres transaction on the real tables, sent as one
 statement in autocommit on a pooled psycopg 3 connection (one round trip, one commit): a guarded UPDATE
 of the order row by primary key (`status` moves on, so a redelivery changes nothing) and, in the same
@@ -65,7 +65,7 @@ def advance(index: int, order_id: str) -> None:
 
 
 def setup() -> None:
-    """The `dramatiq scripts.bench_chain:setup` entry point: a Redis broker with Dramatiq's defaults, and the actors."""
+    """The `dramatiq scripts.bench.chain:setup` entry point: a Redis broker with Dramatiq's defaults, and the actors."""
     broker = RedisBroker(url=os.environ["REDIS_URL"], namespace=NAMESPACE)  # type: ignore[no-untyped-call]
     dramatiq.set_broker(broker)
     for index, (actor, queue, _, _) in enumerate(CHAIN):

@@ -21,11 +21,11 @@ import psycopg
 
 from api.auth import mint_token
 from api.pagination import decode_cursor
-from scripts import bench_list_data as data
-from scripts.bench_database import Target
-from scripts.bench_intake_phase import percentile
-from scripts.bench_meter import Meter, cpu_delta
-from scripts.bench_processes import api_server, clean_env
+from scripts.bench import list_data as data
+from scripts.bench.database import Target
+from scripts.bench.intake_phase import percentile
+from scripts.bench.meter import Meter, cpu_delta
+from scripts.bench.processes import api_server, clean_env
 
 CASES = ("client, first page", "client, deep page", "client, first page by status", "client, first page by userId",
          "admin, first page", "admin, deep page")  # fmt: skip

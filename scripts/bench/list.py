@@ -1,6 +1,6 @@
 """The list bench (issue #14): `GET /v1/orders` at a million orders, next to the same requests on a near-empty table.
 
-    .venv/bin/python -m scripts.bench_list --orders 1000000 --clients 100 --page-size 10 --samples 300
+    .venv/bin/python -m scripts.bench.list --orders 1000000 --clients 100 --page-size 10 --samples 300
     (or .venv/bin/orderctl bench-list ...)
 
 Two tables, each in a throwaway migrated database (on --database-url's server, else DATABASE_URL's, else the
@@ -26,17 +26,15 @@ import platform
 import secrets
 import sys
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from pipeline.config import PROJECT_ROOT
-from scripts.bench_config import DEFAULT_JSON
+from scripts.bench.config import in_stack_dir
 
-DEFAULT_LIST_JSON = DEFAULT_JSON.parent / "list-bench.json"
 ISSUE_TARGET = (1_000_000, 100, 1000)  # orders, clients, deep page: the conditions of issue #14's target
 
 
@@ -55,8 +53,8 @@ class ListBenchConfig:
     target_ms: float = 20.0
     seed: int = 14
     database_url: str | None = None
-    json_out: Path = DEFAULT_LIST_JSON
-    log_dir: Path = PROJECT_ROOT / ".localstack" / "bench-logs"
+    json_out: Path = field(default_factory=lambda: in_stack_dir("list-bench.json"))
+    log_dir: Path = field(default_factory=lambda: in_stack_dir("bench-logs"))
 
     @property
     def small(self) -> int:
@@ -81,13 +79,14 @@ def run(config: ListBenchConfig) -> dict[str, Any]:
 
     from models.db import mask_password
     from pipeline.config import Settings
-    from scripts import bench_list_data, localstack
-    from scripts.bench_database import Target
-    from scripts.bench_list_phase import CASES, prepare, run_phases
+    from scripts.bench import list_data
+    from scripts.bench.database import Target
+    from scripts.bench.list_phase import CASES, prepare, run_phases
+    from scripts.devstack import localstack
 
     config.check()
     console, started = Console(width=None if sys.stdout.isatty() else 160), datetime.now(UTC)
-    clients, size, secret = bench_list_data.client_ids(config.clients), config.page_size, secrets.token_urlsafe(32)
+    clients, size, secret = list_data.client_ids(config.clients), config.page_size, secrets.token_urlsafe(32)
     document: dict[str, Any] = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}}
     document["config"] |= {
         "baseline_per_client": config.small,
@@ -110,11 +109,9 @@ def run(config: ListBenchConfig) -> dict[str, Any]:
             base = config.database_url or Settings().database_url
             database_url = stack.enter_context(localstack.scratch_database(base, f"orderflow_list_{phase}"))
             target = Target(database_url, stack.enter_context(localstack.scratch_redis()), [], config.log_dir)
-            products = bench_list_data.seed_products(target.libpq())
+            products = list_data.seed_products(target.libpq())
             console.print(f"{phase}: loading {orders:,} orders across {config.clients} clients with COPY ...")
-            load = document["load"][phase] = bench_list_data.load(
-                target.libpq(), orders, clients, products, config.seed
-            )
+            load = document["load"][phase] = list_data.load(target.libpq(), orders, clients, products, config.seed)
             console.print(f"{phase}: loaded in {load['total_s']:.1f} s")
             tables.append(prepare(phase, target, clients, size, pages, secret))
         console.print(
@@ -134,7 +131,7 @@ def run(config: ListBenchConfig) -> dict[str, Any]:
         + ", ".join(document["full"]["walk"]["lists"]),
         f"empty table: {config.small} orders per client; its deep page is the last page of that small list",
         "each table has its own database, Redis and API, served side by side and measured interleaved",
-        "the API's metrics server listens on a free port of its own (scripts/bench_processes.api_server)",
+        "the API's metrics server listens on a free port of its own (scripts/bench/processes.api_server)",
         f"1-minute load average {document['host']['load_avg_1m']:.1f} at the start and "
         f"{document['host']['load_avg_1m_after']:.1f} at the end ({os.cpu_count()} CPUs for client, API, Postgres)",
     ]
@@ -148,7 +145,7 @@ def render(document: dict[str, Any], console: Any) -> None:
     """The cases side by side (empty table, full table, ratio, verdict), then the full table's query plans."""
     from rich.table import Table
 
-    from scripts.bench_list_phase import CASES
+    from scripts.bench.list_phase import CASES
 
     config, empty, full = document["config"], document["empty"], document["full"]
     title = (f"GET /v1/orders over HTTP, page size {config['page_size']}, {config['samples']} sequential requests per "
@@ -198,11 +195,12 @@ def command(
     target_ms: float = typer.Option(20.0, help="The p99 each case should stay under."),
     seed: int = typer.Option(14, help="Seed of the generated orders and of the request mix."),
     database_url: str = typer.Option(None, help="Postgres server for the throwaway database (default: local stack)."),
-    json_out: str = typer.Option(str(DEFAULT_LIST_JSON), help="Where to write the JSON results."),
+    json_out: str = typer.Option(None, help="Where to write the JSON results (default: STACK_DIR/list-bench.json)."),
 ) -> None:
     """Benchmark `GET /v1/orders` (first and deep pages, filters, admin) at N orders against a near-empty table."""
     config = ListBenchConfig(orders, clients, page_size, samples, warmup, deep_page, baseline_per_client, walk_clients,
-                             target_ms, seed, database_url, Path(json_out))  # fmt: skip
+                             target_ms, seed, database_url,
+                             Path(json_out) if json_out else in_stack_dir("list-bench.json"))  # fmt: skip
     try:
         config.check()
     except ValueError as error:

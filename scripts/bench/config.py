@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import get_settings
 
-DEFAULT_JSON = PROJECT_ROOT / ".localstack" / "bench.json"
+
+def in_stack_dir(name: str) -> Path:
+    """A bench output under the stack folder (STACK_DIR, by default .localstack in the working directory)."""
+    return get_settings().stack_dir / name
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,6 @@ class BenchConfig:
     intake_rate: float = 200.0
     database_url: str | None = None
     redis_url: str | None = None
-    json_out: Path = DEFAULT_JSON
-    log_dir: Path = PROJECT_ROOT / ".localstack" / "bench-logs"
+    json_out: Path = field(default_factory=lambda: in_stack_dir("bench.json"))
+    log_dir: Path = field(default_factory=lambda: in_stack_dir("bench-logs"))
     phases: tuple[str, ...] = ("baseline", "orderflow", "intake")

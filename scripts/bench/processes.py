@@ -11,8 +11,8 @@ from subprocess import Popen, TimeoutExpired
 
 import redis
 
-from scripts import localstack
-from scripts.processes import Child, python, wait_until_answers
+from scripts.devstack import localstack
+from scripts.devstack.processes import Child, python, wait_until_answers
 
 # Settings that would make a run something other than the happy path; the bench clears them.
 FAULT_ENV = ("FAKE_STRIPE_", "FAKE_CARRIER_", "NOTIFY_FAULT_RATE", "STEP_RETRIES")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from models.db import mask_password
-from scripts.bench_config import BenchConfig
+from scripts.bench.config import BenchConfig
 
 
 def report(

@@ -20,29 +20,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import redis
 
+# Stack, StackError and check_reachable are re-exported: the dev tools and the tests reach the stack through here.
+from scripts.stack import Stack as Stack
+from scripts.stack import StackError as StackError
+from scripts.stack import check_reachable as check_reachable
+from scripts.stack import libpq_url
+
 # Postgres refuses to run as root; when we are root it runs as this system user.
 PG_SYSTEM_USER = "orderflow-pg"
 PG_USER = "postgres"
 DEFAULT_DATABASE = "orderflow"
-
-
-class StackError(RuntimeError):
-    """An embedded server could not be started or reached."""
-
-
-@dataclass(frozen=True)
-class Stack:
-    """Where the embedded servers listen."""
-
-    database_url: str
-    redis_url: str
-    root: Path
 
 
 def ensure_up(root: Path, database: str = DEFAULT_DATABASE) -> Stack:
@@ -100,7 +92,7 @@ def postgres_url(port: int, database: str) -> str:
 def create_database(admin_url: str, name: str) -> None:
     import psycopg
 
-    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -108,7 +100,7 @@ def create_database(admin_url: str, name: str) -> None:
 def drop_database(admin_url: str, name: str) -> None:
     import psycopg
 
-    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -181,7 +173,7 @@ def _package_dir(name: str) -> Path:
     # Found without importing: both packages do noisy work (pkg_resources, runtime dirs) at import.
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise StackError(f"the {name} package is not installed; run: pip install -e .")
+        raise StackError(f"the {name} package is not installed; run: pip install -e '.[local]'")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -283,10 +275,6 @@ def _wait_for(ready: Callable[[], bool], failure: str, seconds: float = 30) -> N
         time.sleep(0.05)
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 @contextmanager
 def _locked(root: Path) -> Iterator[None]:
     # flock is released by the kernel when its holder dies, so a crashed run leaves no stale lock.
@@ -299,39 +287,6 @@ def wipe(root: Path) -> None:
     """Stop the servers and delete their data."""
     stop(root)
     shutil.rmtree(root, ignore_errors=True)
-
-
-def resolve(database_url: str | None, redis_url: str | None, root: Path) -> Stack:
-    """The servers to use: the configured URLs as they are, the embedded ones for what is unset."""
-    if database_url is None or redis_url is None:
-        embedded = ensure_up(root)
-        database_url = database_url or embedded.database_url
-        redis_url = redis_url or embedded.redis_url
-    check_reachable(database_url, redis_url)
-    return Stack(database_url, redis_url, root)
-
-
-def check_reachable(database_url: str, redis_url: str) -> None:
-    """Raise StackError naming the URL (password masked) when a server does not answer."""
-    import psycopg
-
-    from models.db import mask_password
-
-    try:
-        with psycopg.connect(_libpq(database_url), connect_timeout=5):
-            pass
-    except (psycopg.Error, ValueError) as error:
-        raise StackError(f"cannot reach Postgres at {mask_password(database_url)}: {_first_line(error)}") from None
-    try:
-        with redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5) as client:
-            client.ping()
-    except (redis.RedisError, ValueError) as error:
-        raise StackError(f"cannot reach Redis at {mask_password(redis_url)}: {_first_line(error)}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 @contextmanager

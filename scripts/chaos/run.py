@@ -32,10 +32,10 @@ from models.db import dispose_engines, engine_for
 from models.migrate import upgrade
 from models.status import TERMINAL_VALUES
 from pipeline.audit import INFO, audit, violations_only
-from scripts import localstack
-from scripts.chaos_stack import ChaosStack
-from scripts.demo import watch
-from scripts.demo_orders import place_orders, seed_catalogue
+from scripts.chaos.stack import ChaosStack
+from scripts.devstack import localstack
+from scripts.devstack.demo import watch
+from scripts.devstack.demo_orders import place_orders, seed_catalogue
 
 console = Console()
 

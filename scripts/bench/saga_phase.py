@@ -14,11 +14,12 @@ from dramatiq.brokers.redis import RedisBroker
 from models.status import TERMINAL_VALUES
 from pipeline import saga
 from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
-from scripts import bench_chain, localstack
-from scripts.bench_config import BenchConfig
-from scripts.bench_database import Target, flush_redis, fresh_orders
-from scripts.bench_meter import Meter, counters_delta, cpu_delta, per_order, quiet_counters
-from scripts.bench_processes import clean_env, dramatiq_workers, fake_stripe, wait_for_workers
+from scripts.bench import chain
+from scripts.bench.config import BenchConfig
+from scripts.bench.database import Target, flush_redis, fresh_orders
+from scripts.bench.meter import Meter, counters_delta, cpu_delta, per_order, quiet_counters
+from scripts.bench.processes import clean_env, dramatiq_workers, fake_stripe, wait_for_workers
+from scripts.devstack import localstack
 
 
 def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -> dict[str, Any]:
@@ -41,10 +42,10 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
                     "CARRIER_API_BASE": carrier[0], "CARRIER_API_KEY": LOCAL_CARRIER_KEY,
                     "dramatiq_prom_db": str(metrics_dir),
                     "dramatiq_prom_port": str(localstack.free_port())}  # fmt: skip
-            module = "workers"
+            module = "workers.saga.worker"
         else:
             env |= {"BENCH_POOL_SIZE": str(config.threads)}
-            module = "scripts.bench_chain:setup"
+            module = "scripts.bench.chain:setup"
         log_name = f"{phase}-workers-{repetition}"
         workers = stack.enter_context(
             dramatiq_workers(module, config.processes, config.threads, env, target.log_dir, log_name)
@@ -86,13 +87,13 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
 def _first_step(phase: str) -> tuple[str, tuple[str, str]]:
     if phase == "orderflow":
         return "orderflow", (saga.FIRST_STEP, saga.queue_of(saga.FIRST_STEP))
-    return bench_chain.NAMESPACE, (bench_chain.FIRST[0], bench_chain.FIRST[1])
+    return chain.NAMESPACE, (chain.FIRST[0], chain.FIRST[1])
 
 
 def send_all(broker: RedisBroker, actor: str, queue: str, order_ids: list[str]) -> None:
     broker.declare_queue(queue)
     for order_id in order_ids:
-        broker.enqueue(bench_chain.message(actor, queue, order_id))
+        broker.enqueue(chain.message(actor, queue, order_id))
 
 
 class Probe:

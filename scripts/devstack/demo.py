@@ -21,10 +21,10 @@ from sqlalchemy.exc import OperationalError
 
 from models.db import engine_for
 from models.status import TERMINAL_VALUES
-from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY, PROJECT_ROOT
-from scripts.demo_orders import place_orders, seed_catalogue
-from scripts.localstack import Stack, free_port
-from scripts.processes import wait_until_answers
+from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
+from scripts.devstack.demo_orders import place_orders, seed_catalogue
+from scripts.devstack.localstack import Stack, StackError, free_port
+from scripts.devstack.processes import SOURCE_ROOT, wait_until_answers
 
 console = Console()
 DEMO_WEBHOOK_SECRET = "whsec_demo_local_only"
@@ -59,9 +59,11 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
     bin_dir = Path(sys.executable).parent  # the Procfile's commands come from this venv
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     honcho = str(bin_dir / "honcho")
+    if not os.path.exists(honcho):
+        raise StackError(f"no {honcho}: the demo runs the Procfile with honcho, from orderflow[local]")
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [honcho, "start", "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT)],
+            [honcho, "start", "-f", str(SOURCE_ROOT / "Procfile"), "-d", str(SOURCE_ROOT)],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
@@ -140,8 +142,8 @@ def run(stack: Stack, orders: int, rate: float, processes: int, threads: int) ->
     from api.auth import mint_for
     from pipeline.config import get_settings
 
-    log_path = PROJECT_ROOT / ".localstack" / "demo.log"
-    log_path.parent.mkdir(exist_ok=True)
+    log_path = stack.root / "demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     processes_line = f"starting API, {processes} workers x {threads} threads, reaper, loopback Stripe, local carrier"
     console.print(f"{processes_line} (log: {log_path})")
     with running_stack(stack, log_path, processes, threads) as api:

@@ -14,8 +14,8 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.engine import make_url
 
 from pipeline.config import Settings
-from scripts import localstack
-from scripts.bench_config import BenchConfig
+from scripts.bench.config import BenchConfig
+from scripts.devstack import localstack
 
 PRICE_CENTS = 1250
 ADDRESS = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "US"}

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
-from scripts import localstack
-from scripts.processes import Child, python, venv_tool, wait_until_answers
+from scripts.devstack import localstack
+from scripts.devstack.processes import Child, python, venv_tool, wait_until_answers
 
 WEBHOOK_SECRET = "whsec_chaos_local_only"
 
@@ -30,7 +30,7 @@ class ChaosStack:
         web = ["api.app:create_app", "--factory", "--port", api_port, "--log-level", "warning"]
         self.api = Child("api", venv_tool("uvicorn", *web), env, logs)
         self.reaper = Child("reaper", python("-m", "workers.recovery"), env, logs)
-        dramatiq = venv_tool("dramatiq", "workers", "--processes", "1", "--threads", str(threads))
+        dramatiq = venv_tool("dramatiq", "workers.saga.worker", "--processes", "1", "--threads", str(threads))
         self.workers = [Child(f"worker-{n}", dramatiq, env, logs) for n in range(workers)]
 
     def _env(self) -> dict[str, str]:
