@@ -2,9 +2,10 @@
 
 Plain SQL on the intake's async psycopg pool (api/database.py), four round trips on the happy path: BEGIN,
 one SELECT (the catalogue prices and the transaction's clock), one INSERT statement (key row, order and
-lines together), COMMIT. The key row's primary key (client, key) decides races: its INSERT ... ON CONFLICT
-DO NOTHING waits for a concurrent duplicate to commit or roll back, and the order and lines are inserted
-only from the key row it returns. A request whose key exists writes nothing and replays that key's answer.
+lines together, by `pipeline.order_store.place_order`, the orders' one writer), COMMIT. The key row's
+primary key (client, key) decides races: its INSERT ... ON CONFLICT DO NOTHING waits for a concurrent
+duplicate to commit or roll back, and the order and lines are inserted only from the key row it returns.
+A request whose key exists writes nothing and replays that key's answer.
 """
 
 from __future__ import annotations
@@ -16,19 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from psycopg import AsyncConnection, AsyncCursor
-from psycopg.types.json import Jsonb
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.charge_minimums import minimum_charge
 from api.errors import ApiError
-from api.intake_sql import INSERT_ORDER, KEY_ROW, PRICES
+from api.intake_sql import KEY_ROW, PRICES
 from api.views import placed_order_out
 from models.schemas import OrderCreate
-from models.status import OrderStatus
-from pipeline import saga
+from pipeline import order_store
 from pipeline.config import Settings
-from pipeline.progress import lease_until
 
 
 @dataclass(frozen=True)
@@ -109,9 +107,13 @@ async def insert_new(
         check_chargeable(body.currency, lines)
         assert now is not None  # priced lines come from at least one catalogue row
         document = placed_order_out(order_id, body, lines, now).model_dump(mode="json")
-        inserted = await insert_order(connection, client_id, key, digest, body, lines, order_id, document, now, lease_s)
-    row = await inserted.fetchone()
-    return Placed(201, document, order_id, replayed=False) if row and row[0] else None
+        inserted = await order_store.place_order(
+            connection, client_id=client_id, key=key, request_hash=digest, order_id=order_id, response_body=document,
+            user_id=body.user_id, currency=body.currency, total_cents=document["totalAmount"],
+            payment_method_id=body.payment_method_id, shipping_address=document["shippingAddress"], lines=lines,
+            created_at=now, lease_s=lease_s,
+        )  # fmt: skip
+    return Placed(201, document, order_id, replayed=False) if inserted else None
 
 
 async def prices(
@@ -153,23 +155,6 @@ def check_chargeable(currency: str, lines: list[Line]) -> None:
     if total < minimum:
         raise ApiError(422, "AMOUNT_TOO_SMALL", f"an order in {currency} must total at least {minimum} minor units",
                        {"minimumAmount": minimum, "currency": currency, "totalAmount": total})  # fmt: skip
-
-
-async def insert_order(
-    connection: AsyncConnection, client_id: str, key: str, digest: str, body: OrderCreate, lines: list[Line],
-    order_id: uuid.UUID, document: dict[str, Any], now: datetime, lease_s: float,
-) -> AsyncCursor[Any]:  # fmt: skip
-    """Insert key row, order (pending, leased to the saga's first step) and lines; its one row counts the orders."""
-    return await connection.execute(INSERT_ORDER, {
-        "client_id": client_id, "key": key, "request_hash": digest, "order_id": order_id,
-        "response_body": Jsonb(document),
-        "user_id": body.user_id, "status": OrderStatus.PENDING.value, "currency": body.currency,
-        "total_cents": document["totalAmount"],
-        "payment_method_id": body.payment_method_id, "shipping_address": Jsonb(document["shippingAddress"]),
-        "current_step": saga.FIRST_STEP, "lease_expires_at": lease_until(lease_s), "created_at": now,
-        "product_ids": [line.product_id for line in lines], "quantities": [line.quantity for line in lines],
-        "prices": [line.unit_price_cents for line in lines],
-    })  # fmt: skip
 
 
 async def find_key(connection: AsyncConnection, client_id: str, key: str) -> StoredKey | None:

@@ -1,4 +1,7 @@
-"""/v1/products: the minimal catalogue and stock admin the saga needs."""
+"""/v1/products: the minimal catalogue and stock admin the saga needs.
+
+Reads are ORM sessions; every write is `pipeline.stock`'s, the one writer of products and reservations.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import BigInteger, cast, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import RowMapping, exists, select
 
 from api.deps import Admin, DatabaseUrl, Limit, Reader
 from api.errors import ApiError
 from api.openapi_docs import WITH_BODY, Responses, error
 from api.pagination import Cursor, NoOffset, decode_cursor, page
 from api.views import product_out
-from models.db import unit_of_work
+from models.db import transaction, unit_of_work
 from models.inventory import Product
 from models.schemas import Page, ProductCreate, ProductOut, StockUpdate
+from pipeline import stock
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
-MAX_TOTAL = 2**31 - 1  # products.total is a 32-bit integer
 NOT_FOUND: Responses = {404: error("PRODUCT_NOT_FOUND")}
 
 
@@ -54,20 +56,14 @@ def get_product(product_id: uuid.UUID, client: Reader, database_url: DatabaseUrl
 )  # fmt: skip
 def create_product(body: ProductCreate, client: Admin, database_url: DatabaseUrl, response: Response) -> ProductOut:
     """Add a product with its initial stock on the shelf; 409 SKU_ALREADY_EXISTS if the sku is taken."""
-    product = Product(
-        sku=body.sku, name=body.name, price_cents=body.price, currency=body.currency,
-        total=body.stock, available=body.stock, reserved=0, shipped=0,
-    )  # fmt: skip
-    try:
-        with unit_of_work(database_url) as session:
-            session.add(product)
-            session.flush()
-    except IntegrityError:
-        raise ApiError(
-            409, "SKU_ALREADY_EXISTS", f"a product with sku {body.sku!r} exists", {"sku": body.sku}
-        ) from None
-    response.headers["Location"] = f"/v1/products/{product.id}"
-    return product_out(product)
+    with transaction(database_url) as connection:
+        row = stock.create_product(
+            connection, sku=body.sku, name=body.name, price_cents=body.price, currency=body.currency, stock=body.stock
+        )
+    if row is None:
+        raise ApiError(409, "SKU_ALREADY_EXISTS", f"a product with sku {body.sku!r} exists", {"sku": body.sku})
+    response.headers["Location"] = f"/v1/products/{row['id']}"
+    return row_out(row)
 
 
 @router.put(
@@ -78,21 +74,20 @@ def create_product(body: ProductCreate, client: Admin, database_url: DatabaseUrl
 )
 def set_product_stock(product_id: uuid.UUID, body: StockUpdate, client: Admin, database_url: DatabaseUrl) -> ProductOut:
     """Set `available` in one conditional UPDATE; `total` moves by the same delta so stock stays conserved."""
-    new = body.available
-    statement = (
-        update(Product)
-        .where(Product.id == product_id, cast(Product.total, BigInteger) - Product.available + new <= MAX_TOTAL)
-        .values(available=new, total=Product.total - Product.available + new, updated_at=func.now())
-        .returning(Product)
-        .execution_options(synchronize_session=False)
-    )
-    with unit_of_work(database_url) as session:
-        product = session.scalars(statement).one_or_none()
-        if product is not None:
-            return product_out(product)
-        if session.get(Product, product_id) is None:
+    with transaction(database_url) as connection:
+        row = stock.set_available(connection, product_id, body.available)
+        if row is not None:
+            return row_out(row)
+        if not connection.scalar(select(exists().where(Product.id == product_id))):
             raise not_found(product_id)
-    raise ApiError(409, "STOCK_OUT_OF_RANGE", f"total stock would exceed {MAX_TOTAL}", {"available": new})
+    raise ApiError(
+        409, "STOCK_OUT_OF_RANGE", f"total stock would exceed {stock.MAX_TOTAL}", {"available": body.available}
+    )
+
+
+def row_out(row: RowMapping) -> ProductOut:
+    """The document of a product row as `pipeline.stock` returned it."""
+    return product_out(Product(**row))
 
 
 def product_document(product: Product) -> dict[str, Any]:

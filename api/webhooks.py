@@ -1,27 +1,24 @@
 """POST /v1/webhooks/stripe: Stripe's signed events correct the payment ledger, each once, in any order of arrival.
 
-Stripe signs the body instead of sending a bearer token. Each event is recorded in webhook_events in the same
-transaction as its effect, so a redelivery changes nothing. What an event does is `pipeline.payment_events`:
-the ledger follows the provider, and an order moves only where money demands it (a charge that arrived after
-the cancel is refunded; a refund that failed after the cancel parks the order). An event about a charge we have
-not settled yet is refused 409, unrecorded, so Stripe delivers it again later.
+Stripe signs the body instead of sending a bearer token. Each event is recorded in webhook_events (by
+`pipeline.payment_events`, its one writer) in the same transaction as its effect, so a redelivery changes
+nothing. What an event does is `pipeline.payment_events`: the ledger follows the provider, and an order moves
+only where money demands it (a charge that arrived after the cancel is refunded; a refund that failed after the
+cancel parks the order). An event about a charge we have not settled yet is refused 409, unrecorded, so Stripe
+delivers it again later.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-import stripe
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field, SecretStr, ValidationError
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
 
 from api.deps import DatabaseUrl, SettingsDep
 from api.errors import ApiError, validation_details
 from api.openapi_docs import UNAVAILABLE, WITH_BODY, Responses, error
-from models.db import unit_of_work
-from models.saga import WebhookEvent
+from models.db import transaction
 from pipeline import payment_events
 from pipeline.config import Settings
 from pipeline.logs import get_logger
@@ -70,10 +67,10 @@ def receive_stripe_event(
     assert settings.stripe_webhook_secret is not None  # the route is served only with a secret (`enabled`)
     event = verified_event(payload, signature, settings.stripe_webhook_secret)
     try:
-        with unit_of_work(database_url) as session:
-            if not first_delivery(session, event):
+        with transaction(database_url) as connection:
+            if not payment_events.first_delivery(connection, event.id, event.type):
                 return {"received": True, "duplicate": True}
-            outcome = payment_events.apply(session.connection(), event.type, event.data.object)
+            outcome = payment_events.apply(connection, event.type, event.data.object)
     except NotSettled as refused:
         raise ApiError(409, "PAYMENT_NOT_SETTLED", f"{refused}; redeliver later") from None
     except (KeyError, TypeError, ValueError):
@@ -92,6 +89,8 @@ def enabled(settings: Settings) -> bool:
 
 def verified_event(payload: bytes, signature: str | None, secret: SecretStr) -> StripeEvent:
     """The event, if Stripe signed this body recently with our secret; 400 otherwise."""
+    import stripe  # here, not at the top: only this route needs the SDK, so importing api.app does not load it
+
     try:
         event = stripe.Webhook.construct_event(payload, signature, secret.get_secret_value())
     except stripe.SignatureVerificationError as error:
@@ -110,12 +109,6 @@ def parsed(model: type[Model], data: Any) -> Model:
     except ValidationError as error:
         details = validation_details(error.errors())
         raise ApiError(400, "INVALID_PAYLOAD", "the event lacks fields the ledger needs", details) from None
-
-
-def first_delivery(session: Session, event: StripeEvent) -> bool:
-    """Record the event id; False when it is already recorded (a concurrent twin waits here, then sees it)."""
-    recorded = insert(WebhookEvent).values(id=event.id, type=event.type).on_conflict_do_nothing(index_elements=["id"])
-    return session.execute(recorded.returning(WebhookEvent.id)).first() is not None
 
 
 def log_outcome(event: StripeEvent, result: Outcome) -> None:

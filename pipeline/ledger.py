@@ -20,8 +20,8 @@ from models.db import transaction
 from models.status import PaymentStatus, RefundOrigin, RefundStatus
 from models.tables import PAYMENTS, REFUNDS
 from pipeline.errors import PaymentDisputed, PaymentDisputeLost, PaymentRefunded, PermanentError
-from pipeline.payments import Refund
-from pipeline.progress import LockedOrder
+from pipeline.order_store import LockedOrder
+from pipeline.payment_types import Refund
 
 # Dispute statuses after which the money stays with the shop (won) or went back to the customer's bank (lost).
 DISPUTE_WON, DISPUTE_LOST = "won", "lost"
@@ -45,7 +45,7 @@ class LedgerEntry:
 
 
 _COLUMNS = [PAYMENTS.c[name] for name in LedgerEntry.__dataclass_fields__]
-# Statements are built once (see pipeline.progress); the UPDATE sets the columns named in its parameters.
+# Statements are built once (see pipeline.order_store); the UPDATE sets the columns named in its parameters.
 _OPEN = insert(PAYMENTS).on_conflict_do_nothing(index_elements=["order_id"]).returning(*_COLUMNS)
 _FIND = select(*_COLUMNS).where(PAYMENTS.c.order_id == bindparam("order_id"))
 _FIND_LOCKED = _FIND.with_for_update()

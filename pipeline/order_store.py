@@ -1,22 +1,28 @@
-"""Moving an order along the state machine inside one transaction, with its lease and timeline.
+"""The only writer of orders, order_lines, saga_steps (the timeline) and idempotency_keys.
 
-This is the hot path of every step, so it speaks SQLAlchemy Core on a plain connection: with the
-ORM, loading and flushing the order cost more CPU than everything else a step does.
+Placing an order is intake's plain SQL on the API's async psycopg connection: one round trip, nothing to
+compile. Moving an order along the state machine, with its lease and timeline, is the hot path of every
+step, so it speaks SQLAlchemy Core on a plain connection: with the ORM, loading and flushing the order cost
+more CPU than everything else a step does.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, insert, select, update
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from sqlalchemy import Connection, Insert, bindparam, func, insert, select, update
 
 from models.status import OrderStatus, StepKind, StepOutcome
 from models.tables import ORDER_LINES as LINES
 from models.tables import ORDERS, TIMELINE
+from pipeline import saga
 from pipeline.errors import OrderAlreadyShipped, OrderNotFound
 from pipeline.states import check_transition, is_terminal
 
@@ -80,6 +86,55 @@ def _update_and_note(columns: tuple[str, ...]) -> Insert:
     )
     note = [bindparam(f"note_{name}", type_=TIMELINE.c[name].type) for name in _NOTE_COLUMNS]
     return insert(TIMELINE).from_select(["order_id", *_NOTE_COLUMNS], select(moved.c.id, *note))
+
+
+# The key row first: the order and its lines are inserted only if the key row was (see api/intake.py).
+# The order's timestamps are the transaction's clock, read by intake's price lookup (now() is constant in a
+# transaction, so this is the value the columns' now() defaults would give).
+_PLACE = """
+WITH new_key AS (
+    INSERT INTO idempotency_keys (client_id, key, request_hash, order_id, response_code, response_body)
+    VALUES (%(client_id)s, %(key)s, %(request_hash)s, %(order_id)s, 201, %(response_body)s)
+    ON CONFLICT (client_id, key) DO NOTHING
+    RETURNING order_id
+), new_order AS (
+    INSERT INTO orders (id, client_id, user_id, status, currency, total_cents, payment_method_id, shipping_address,
+                        current_step, lease_expires_at, created_at, updated_at)
+    SELECT order_id, %(client_id)s, %(user_id)s, %(status)s, %(currency)s, %(total_cents)s, %(payment_method_id)s,
+           %(shipping_address)s, %(current_step)s, %(lease_expires_at)s, %(created_at)s, %(created_at)s
+    FROM new_key
+    RETURNING id
+), new_lines AS (
+    INSERT INTO order_lines (order_id, product_id, line_no, quantity, unit_price_cents)
+    SELECT new_order.id, line.product_id, line.line_no, line.quantity, line.unit_price_cents
+    FROM new_order, unnest(%(product_ids)s::uuid[], %(quantities)s::integer[], %(prices)s::bigint[])
+        WITH ORDINALITY AS line (product_id, quantity, unit_price_cents, line_no)
+)
+SELECT count(*) FROM new_order
+"""
+
+
+async def place_order(
+    connection: AsyncConnection, *, client_id: str, key: str, request_hash: str, order_id: uuid.UUID,
+    response_body: dict[str, Any], user_id: str, currency: str, total_cents: int, payment_method_id: str,
+    shipping_address: dict[str, Any], lines: Sequence[tuple[uuid.UUID, int, int]], created_at: datetime,
+    lease_s: float,
+) -> bool:  # fmt: skip
+    """Insert key row, order (pending, leased to the saga's first step) and lines in one statement.
+
+    Runs in the caller's transaction; False if the key row exists already (then nothing is written).
+    """
+    cursor = await connection.execute(_PLACE, {
+        "client_id": client_id, "key": key, "request_hash": request_hash, "order_id": order_id,
+        "response_body": Jsonb(response_body),
+        "user_id": user_id, "status": OrderStatus.PENDING.value, "currency": currency, "total_cents": total_cents,
+        "payment_method_id": payment_method_id, "shipping_address": Jsonb(shipping_address),
+        "current_step": saga.FIRST_STEP, "lease_expires_at": lease_until(lease_s), "created_at": created_at,
+        "product_ids": [product for product, _, _ in lines], "quantities": [quantity for _, quantity, _ in lines],
+        "prices": [price for _, _, price in lines],
+    })  # fmt: skip
+    row = await cursor.fetchone()  # the statement's one row, already received: no round trip
+    return bool(row and row[0])
 
 
 def lock_order(connection: Connection, order_id: uuid.UUID | str) -> LockedOrder:
@@ -173,6 +228,28 @@ def timeline_row(
         "started_at": started_at, "finished_at": finished_at,
         "duration_ms": max(0, int((finished_at - started_at).total_seconds() * 1000)),
     }  # fmt: skip
+
+
+def extend_leases(
+    connection: Connection, order_ids: Sequence[uuid.UUID], lease_s: float, max_factor: int, *, redrive: bool
+) -> None:
+    """The reaper's bookkeeping: push the leases on; a re-drive counts a delivery and doubles its lease (capped).
+
+    updated_at is kept: it is the order's last progress, which the reaper's bookkeeping is not.
+    """
+    if not order_ids:
+        return
+    deliveries = ORDERS.c.deliveries + 1 if redrive else ORDERS.c.deliveries
+    factor = func.least(func.power(2, deliveries), max_factor) if redrive else 1
+    connection.execute(
+        update(ORDERS)
+        .where(ORDERS.c.id.in_(order_ids))
+        .values(
+            deliveries=deliveries,
+            lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s * factor),
+            updated_at=ORDERS.c.updated_at,
+        )
+    )
 
 
 def lease_until(lease_s: float) -> datetime:

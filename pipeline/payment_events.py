@@ -6,7 +6,8 @@ them: a cancelled order whose money arrived late is compensated again (its refun
 whose refund failed after the cancel is parked for a person. Everything else (a refund or dispute
 before shipment) is caught by the next step under the order's row lock; after shipment it is
 recorded and alerted on. Every effect is one guarded statement, so a late or repeated event never
-undoes a newer state.
+undoes a newer state. The money itself is written by `pipeline.ledger`; this module writes only its inbox,
+webhook_events (each provider event's id, recorded in the transaction of its effect).
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, exists, or_, select, text
+from sqlalchemy.dialects.postgresql import insert
 
 from models.status import OrderStatus, PaymentStatus, StepKind, StepOutcome
-from models.tables import ORDERS, PAYMENTS
+from models.tables import ORDERS, PAYMENTS, WebhookEvent
 from pipeline import ledger, metrics
 from pipeline.config import get_settings
-from pipeline.payments import ORIGIN, Refund
-from pipeline.progress import advance, lock_order, park, timeline_row
+from pipeline.order_store import advance, lock_order, park, timeline_row
+from pipeline.payment_types import ORIGIN, Refund
 
 UNSETTLED = (PaymentStatus.STARTED.value, PaymentStatus.IN_DOUBT.value, PaymentStatus.PENDING.value)
 FINAL_DISPUTES = (ledger.DISPUTE_WON, ledger.DISPUTE_LOST)
+_RECORD_EVENT = insert(WebhookEvent).on_conflict_do_nothing(index_elements=["id"]).returning(WebhookEvent.id)
 
 
 class NotSettled(Exception):
@@ -186,6 +189,11 @@ HANDLERS = {
     "charge.dispute.updated": dispute_changed,
     "charge.dispute.closed": dispute_changed,
 }
+
+
+def first_delivery(connection: Connection, event_id: str, event_type: str) -> bool:
+    """Record the event id; False when it is already recorded (a concurrent twin waits here, then sees it)."""
+    return connection.execute(_RECORD_EVENT, {"id": event_id, "type": event_type}).first() is not None
 
 
 def apply(connection: Connection, event_type: str, data: dict[str, Any]) -> Outcome:

@@ -27,8 +27,8 @@ from pipeline.errors import (
     RefundPending,
 )
 from pipeline.ledger import DISPUTE_LOST, DISPUTE_WON, LedgerEntry
-from pipeline.payments import NEEDS_CUSTOMER, Charge, ledger_status
-from pipeline.progress import LockedOrder
+from pipeline.order_store import LockedOrder
+from pipeline.payment_types import NEEDS_CUSTOMER, Charge, ledger_status
 
 # Stripe keeps idempotency keys for at least 24 hours; older in-doubt attempts are looked up by search instead,
 # whose index has caught up long before then.

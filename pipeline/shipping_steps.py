@@ -16,7 +16,7 @@ from pipeline import ledger
 from pipeline.adapters import Adapters
 from pipeline.carrier import Shipment
 from pipeline.errors import ShipmentInDoubt, ShipmentPickedUp
-from pipeline.progress import LockedOrder
+from pipeline.order_store import LockedOrder
 from pipeline.stock import settle_held
 
 CARRIER = "localcarrier"

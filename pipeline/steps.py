@@ -1,6 +1,6 @@
 """One idempotent function per saga action and compensation.
 
-Each runs inside the step's transaction with the order row locked (see pipeline.progress), so a
+Each runs inside the step's transaction with the order row locked (see pipeline.order_store), so a
 redelivered message finds the effect already there: the runner skips a step whose status has
 moved on, and the effects a step writes commit together with that move. Actions raise on
 failure; compensations return True when they undid something and False when there was nothing
@@ -11,28 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, bindparam, exists, select, update
+from sqlalchemy import Connection, bindparam, exists, select
 from sqlalchemy.dialects.postgresql import insert
 
 from models.status import NotificationKind, ReservationStatus
-from models.tables import NOTIFICATIONS, PRODUCTS, RESERVATIONS
-from pipeline import ledger
+from models.tables import NOTIFICATIONS
+from pipeline import ledger, stock
 from pipeline.adapters import Adapters
-from pipeline.errors import OutOfStock, PermanentError
+from pipeline.errors import PermanentError
+from pipeline.order_store import LockedOrder
 from pipeline.payment_steps import charge_payment, refund_payment
-from pipeline.progress import LockedOrder
 from pipeline.shipping_steps import cancel_shipment, ship
-from pipeline.stock import settle_held
 
-# Statements are built once (see pipeline.progress).
-_TAKE = (
-    update(PRODUCTS)
-    .where(PRODUCTS.c.id == bindparam("product_id"), PRODUCTS.c.available >= bindparam("quantity"))
-    .values(
-        available=PRODUCTS.c.available - bindparam("quantity"), reserved=PRODUCTS.c.reserved + bindparam("quantity")
-    )
-)
-_HOLD = insert(RESERVATIONS)
+# Statements are built once (see pipeline.order_store).
 _NOTIFICATION = insert(NOTIFICATIONS).on_conflict_do_nothing()  # a re-run after a crash finds the first one
 _CONFIRMATION_SENT = select(
     exists().where(
@@ -44,14 +35,7 @@ _CONFIRMATION_SENT = select(
 
 def reserve_stock(connection: Connection, order: LockedOrder, adapters: Adapters) -> None:
     """Take every line's quantity off the shelf, or none of them (the transaction rolls back)."""
-    # Lock products in one global order so two multi-line orders cannot deadlock.
-    for line in sorted(order.lines, key=lambda line: line.product_id):
-        taken = connection.execute(_TAKE, {"product_id": line.product_id, "quantity": line.quantity})
-        if taken.rowcount == 0:
-            raise OutOfStock(f"not enough stock for product {line.product_id}", product_id=str(line.product_id))
-    held = [{"order_id": order.id, "product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
-    if held:
-        connection.execute(_HOLD, held)
+    stock.reserve(connection, order)
 
 
 def confirm(connection: Connection, order: LockedOrder, adapters: Adapters) -> None:
@@ -70,7 +54,7 @@ def notify(connection: Connection, order: LockedOrder, adapters: Adapters) -> No
 
 def release_stock(connection: Connection, order: LockedOrder, adapters: Adapters) -> bool:
     """Put every held unit of the order back on the shelf."""
-    return settle_held(connection, order, ReservationStatus.RELEASED)
+    return stock.settle_held(connection, order, ReservationStatus.RELEASED)
 
 
 def unconfirm(connection: Connection, order: LockedOrder, adapters: Adapters) -> bool:

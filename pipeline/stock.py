@@ -1,14 +1,34 @@
-"""Held stock leaving the reservation: to shipped with the parcel, or back on the shelf with a cancel."""
+"""The only writer of products and reservations: stock held for orders, settled, and set by the admin API.
+
+An order's lines are taken off the shelf and held for it (`reserve`); held stock leaves the reservation to
+shipped with the parcel, or back on the shelf with a cancel (`settle_held`). The catalogue's admin adds
+products and sets the units on the shelf. Each move is one conditional statement (SQLAlchemy Core, built
+once), backed by the table's CHECK constraints: available >= 0 and total = available + reserved + shipped.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, update
+import uuid
+
+from sqlalchemy import BigInteger, Connection, RowMapping, bindparam, cast, func, insert, update
+from sqlalchemy.dialects.postgresql import insert as upsert
 
 from models.status import ReservationStatus
 from models.tables import PRODUCTS, RESERVATIONS
-from pipeline.progress import LockedOrder
+from pipeline.errors import OutOfStock
+from pipeline.order_store import LockedOrder
 
-# Statements are built once (see pipeline.progress).
+MAX_TOTAL = 2**31 - 1  # products.total is a 32-bit integer
+
+# Statements are built once (see pipeline.order_store).
+_TAKE = (
+    update(PRODUCTS)
+    .where(PRODUCTS.c.id == bindparam("product_id"), PRODUCTS.c.available >= bindparam("quantity"))
+    .values(
+        available=PRODUCTS.c.available - bindparam("quantity"), reserved=PRODUCTS.c.reserved + bindparam("quantity")
+    )
+)
+_HOLD = insert(RESERVATIONS)
 _SETTLE = (
     update(RESERVATIONS)
     .where(RESERVATIONS.c.order_id == bindparam("for_order"), RESERVATIONS.c.status == ReservationStatus.HELD.value)
@@ -24,12 +44,56 @@ _UNHOLD = {
         (ReservationStatus.RELEASED, PRODUCTS.c.available),
     )
 }
+_CREATE = upsert(PRODUCTS).on_conflict_do_nothing(index_elements=["sku"]).returning(*PRODUCTS.c)
+_SET_AVAILABLE = (
+    update(PRODUCTS)
+    # The new total must fit the column; computed as BIGINT, the check itself cannot overflow.
+    .where(
+        PRODUCTS.c.id == bindparam("product_id"),
+        cast(PRODUCTS.c.total, BigInteger) - PRODUCTS.c.available + bindparam("units") <= MAX_TOTAL,
+    )
+    .values(
+        available=bindparam("units"),
+        total=PRODUCTS.c.total - PRODUCTS.c.available + bindparam("units"),
+        updated_at=func.now(),
+    )
+    .returning(*PRODUCTS.c)
+)
+
+
+def reserve(connection: Connection, order: LockedOrder) -> None:
+    """Take every line's quantity off the shelf and hold it for the order, or raise OutOfStock."""
+    # Lock products in one global order so two multi-line orders cannot deadlock.
+    for line in sorted(order.lines, key=lambda line: line.product_id):
+        taken = connection.execute(_TAKE, {"product_id": line.product_id, "quantity": line.quantity})
+        if taken.rowcount == 0:  # the caller's transaction rolls back whatever was taken
+            raise OutOfStock(f"not enough stock for product {line.product_id}", product_id=str(line.product_id))
+    held = [{"order_id": order.id, "product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
+    if held:
+        connection.execute(_HOLD, held)
 
 
 def settle_held(connection: Connection, order: LockedOrder, outcome: ReservationStatus) -> bool:
     """Move the order's held stock to shipped or back on the shelf; False if nothing was held."""
     settled = connection.execute(_SETTLE, {"for_order": order.id, "outcome": outcome.value}).all()
-    # Products in one global order, as reserve_stock locks them, so two orders cannot deadlock.
+    # Products in one global order, as reserve locks them, so two orders cannot deadlock.
     for product_id, units in sorted(settled):
         connection.execute(_UNHOLD[outcome], {"product_id": product_id, "units": units})
     return bool(settled)
+
+
+def create_product(
+    connection: Connection, *, sku: str, name: str, price_cents: int, currency: str, stock: int
+) -> RowMapping | None:
+    """Add a product with `stock` units on the shelf; None, writing nothing, if the sku is taken."""
+    row = connection.execute(_CREATE, {
+        "sku": sku, "name": name, "price_cents": price_cents, "currency": currency,
+        "total": stock, "available": stock, "reserved": 0, "shipped": 0,
+    }).first()  # fmt: skip
+    return None if row is None else row._mapping
+
+
+def set_available(connection: Connection, product_id: uuid.UUID, units: int) -> RowMapping | None:
+    """Set the units on the shelf, total moving by the same delta; None if no such product or total > MAX_TOTAL."""
+    row = connection.execute(_SET_AVAILABLE, {"product_id": product_id, "units": units}).first()
+    return None if row is None else row._mapping

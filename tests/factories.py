@@ -50,7 +50,7 @@ def make_order(
     """A pending order as intake writes it (lease included), not yet sent to the saga."""
     from models.db import unit_of_work
     from models.orders import Order, OrderLine
-    from pipeline.progress import lease_until
+    from pipeline.order_store import lease_until
 
     with unit_of_work(db_url) as session:
         order = Order(

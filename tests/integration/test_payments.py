@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.errors import PaymentDeclined, PaymentInDoubt, PaymentMisconfigured, ProviderUnauthorized, TransientError
-from pipeline.payments import Charge, Refund, StripePayments
+from pipeline.payment_types import Charge, Refund
+from pipeline.payments import StripePayments
 from scripts.fake_stripe import FakeStripeServer
 
 API_KEY = "sk_test_orderflow"
