@@ -1,13 +1,18 @@
-"""The checkout saga as data: the steps in order, what each one undoes with, and what comes next.
+"""The checkout saga as data (the steps in order, what each one undoes with) and its one decision.
 
-Pure: no I/O. The workers ask these functions what to do; they never decide it themselves.
+`next_action(status, current_step, event)` says what happens to an order when something happens to it:
+a step or an undo ran or failed, the reaper found it stalled, its stock was held too long, an operator
+retried it, someone asked to cancel it. The answer is Send, Compensate, Finish, Park, Ignore or Refuse.
+The runner, the reaper, operator retry and cancel ask it under the order's row lock and do the I/O
+themselves; none of them decides for itself. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import assert_never
 
-from models.status import OrderStatus
+from models.status import TERMINAL_STATUSES, OrderStatus
 
 
 @dataclass(frozen=True)
@@ -108,3 +113,194 @@ def undo_after(name: str) -> str | None:
     """The compensation that follows `name` (plans are always a suffix of UNDO_ORDER)."""
     index = UNDO_ORDER.index(name)
     return UNDO_ORDER[index + 1] if index + 1 < len(UNDO_ORDER) else None
+
+
+# What happens to an order. The runner asks about a step or an undo before it acts, under the row lock, so a
+# redelivered message does nothing and the answer still holds once the work is done.
+
+
+@dataclass(frozen=True)
+class StepSucceeded:
+    """Forward step `step` ran (or is about to, under the lock)."""
+
+    step: str
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    """Step `step` failed for good; `parks` when a person decides instead (a disputed charge)."""
+
+    step: str
+    parks: bool = False
+
+
+@dataclass(frozen=True)
+class UndoSucceeded:
+    """Compensation `undo` ran (or is about to, under the lock)."""
+
+    undo: str
+
+
+@dataclass(frozen=True)
+class UndoFailed:
+    """Compensation `undo` cannot finish."""
+
+    undo: str
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """Retries or re-drives of `actor` ran out: a step has failed for good, an undo needs a person."""
+
+    actor: str
+
+
+@dataclass(frozen=True)
+class Stalled:
+    """The reaper found the order's lease expired: whatever is due goes again."""
+
+
+@dataclass(frozen=True)
+class ReservationExpired:
+    """The order's stock has been held past its TTL."""
+
+
+@dataclass(frozen=True)
+class OperatorRetry:
+    """An operator re-drives the order; `charged_without_ledger`: charge attempts but no payment row."""
+
+    charged_without_ledger: bool = False
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """A customer asks to cancel the order, or with `operator` orderctl's compensate does."""
+
+    operator: bool = False
+
+
+Event = (
+    StepSucceeded
+    | StepFailed
+    | UndoSucceeded
+    | UndoFailed
+    | GaveUp
+    | Stalled
+    | ReservationExpired
+    | OperatorRetry
+    | CancelRequested
+)
+
+
+@dataclass(frozen=True)
+class Send:
+    """Move the order to `status` (None: it stays) with `actor` due and a fresh lease, commit, then send `actor`."""
+
+    actor: str
+    status: OrderStatus | None = None
+
+
+@dataclass(frozen=True)
+class Compensate:
+    """Start undoing, newest first: compensating at plan[0] (an empty plan cancels at once); note `failed` failed."""
+
+    plan: tuple[str, ...]
+    failed: str | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The order ends in `status`; nothing is sent."""
+
+    status: OrderStatus
+
+
+@dataclass(frozen=True)
+class Park:
+    """Move the order to needs_attention at `actor`; `held`: a forward step waits for a person, nothing undone."""
+
+    actor: str
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Stale, duplicate or nothing to do: change nothing, but send `resend` again if it names a lost follow-up."""
+
+    reason: str
+    resend: str | None = None
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Not allowed for an order in this status: change nothing and say why."""
+
+    reason: str
+
+
+Decision = Send | Compensate | Finish | Park | Ignore | Refuse
+
+
+def next_action(status: OrderStatus, current_step: str | None, event: Event) -> Decision:
+    """What happens next to an order in `status`, leased to `current_step`, when `event` happens to it."""
+    match event:
+        case StepSucceeded(step):
+            if status != status_before(step):
+                # Redelivered, or overtaken by a cancel: the follow-up goes again only if this step just finished.
+                resend = step_after(step) if status == BY_NAME[step].done else None
+                return Ignore(f"{step} is not due in {status}", resend)
+            after, done = step_after(step), BY_NAME[step].done
+            return Send(after, done) if after else Finish(done)
+        case StepFailed(step, parks):
+            if status != status_before(step):
+                return Ignore(f"{step} is not due in {status}")  # a duplicate, or a cancel moved the order on
+            return Park(step, held=True) if parks else Compensate(compensation_plan(step), failed=step)
+        case UndoSucceeded(undo):
+            if status != OrderStatus.COMPENSATING or current_step != undo:
+                return Ignore(f"{undo} is not due")
+            after = undo_after(undo)
+            return Send(after) if after else Finish(OrderStatus.CANCELLED)
+        case UndoFailed(undo):
+            if status != OrderStatus.COMPENSATING or current_step != undo:
+                return Ignore(f"{undo} is not due")
+            return Park(undo)
+        case GaveUp(actor):
+            return next_action(status, current_step, StepFailed(actor) if actor in BY_NAME else UndoFailed(actor))
+        case Stalled():
+            due = None if status in TERMINAL_STATUSES else current_step or step_due(status)
+            return Send(due) if due else Ignore(f"nothing is due in {status}")
+        case ReservationExpired():
+            # The charge step's own failure path: only while the charge is due, and its undo is in the plan,
+            # so a charge whose answer was lost is refunded.
+            return next_action(status, current_step, StepFailed("charge_payment"))
+        case OperatorRetry(charged_without_ledger):
+            return _retry(status, current_step, charged_without_ledger)
+        case CancelRequested(operator):
+            return _cancel(status, operator)
+    assert_never(event)
+
+
+def _retry(status: OrderStatus, current_step: str | None, charged_without_ledger: bool) -> Decision:
+    if status == OrderStatus.NEEDS_ATTENTION:
+        # A held order resumes before the step that held it. A parked compensation runs again, and with none
+        # recorded they all do: every undo is a no-op when there is nothing to undo.
+        actor = current_step or UNDO_ORDER[0]
+        return Send(actor, status_before(actor) if actor in BY_NAME else OrderStatus.COMPENSATING)
+    if status in TERMINAL_STATUSES:
+        return Refuse(f"order is {status}: nothing to re-drive")
+    due = current_step or step_due(status)
+    if due is None:
+        return Refuse(f"no step is due in status {status}")
+    if due == "charge_payment" and charged_without_ledger:
+        return Refuse("earlier charge_payment attempts but no payment record: re-charging could double charge")
+    return Send(due)
+
+
+def _cancel(status: OrderStatus, operator: bool) -> Decision:
+    if status == OrderStatus.SHIPPED:
+        return Refuse("order has shipped and cannot be cancelled")
+    if status == OrderStatus.NEEDS_ATTENTION and operator:
+        return Refuse("needs attention: `retry` re-runs its failed compensation")
+    if status in (OrderStatus.COMPENSATING, OrderStatus.CANCELLED, OrderStatus.NEEDS_ATTENTION):
+        return Ignore(f"already {status}")
+    return Compensate(plan_for_cancel(status))

@@ -21,8 +21,7 @@ from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import saga
 from pipeline.config import get_settings
 from pipeline.errors import OrderAlreadyShipped
-from pipeline.progress import LockedOrder, advance, lease_until, lock_order, record, update_order
-from pipeline.states import is_terminal
+from pipeline.order_store import LockedOrder, advance, lease_until, lock_order, record, update_order
 from workers.deadletters import DeadLetter, forget
 from workers.dispatch import cancel_order, send
 
@@ -45,40 +44,33 @@ def retry(database_url: str, order_id: uuid.UUID, *, dry_run: bool, note: str, a
     started = datetime.now(UTC)
     with transaction(database_url) as connection:
         order = lock_order(connection, order_id)
-        actor, refusal = _due_for_retry(connection, order)
+        decision = _due_for_retry(connection, order)
+        if isinstance(decision, saga.Refuse):
+            return Change(str(order_id), action, False, decision.reason)
+        assert isinstance(decision, saga.Send)
+        actor = decision.actor
         parked = order.status == OrderStatus.NEEDS_ATTENTION
         resumes = "resumes" if actor in saga.BY_NAME else "compensating"
         what = f"{actor} (needs_attention -> {resumes})" if parked else actor
-        if actor is None or dry_run:
-            return Change(str(order_id), action, actor is not None, refusal or f"would send {what}")
+        if dry_run:
+            return Change(str(order_id), action, True, f"would send {what}")
         lease_s = get_settings().step_lease_s
-        if parked:
-            # A held order resumes before the step that held it; any other re-runs its compensation.
-            resume = saga.status_before(actor) if actor in saga.BY_NAME else OrderStatus.COMPENSATING
-            advance(connection, order, resume, actor, lease_s)
-        else:
+        if decision.status is None:
             # A person looked at it: the reaper's redelivery budget starts over.
             update_order(connection, order, current_step=actor, lease_expires_at=lease_until(lease_s), deliveries=0)
+        else:
+            # A held order resumes before the step that held it; a parked compensation runs again.
+            advance(connection, order, decision.status, actor, lease_s)
         record(connection, order.id, f"operator_{action}", StepKind.OPERATOR, StepOutcome.SUCCEEDED, started,
                error_message=f"{note} sent={actor}")  # fmt: skip
     send(actor, order_id)
     return Change(str(order_id), action, True, f"sent {what}")
 
 
-def _due_for_retry(connection: Connection, order: LockedOrder) -> tuple[str | None, str | None]:
-    """(actor to send, None) or (None, why not)."""
-    status = OrderStatus(order.status)
-    if status == OrderStatus.NEEDS_ATTENTION:
-        # Every undo is a no-op when there is nothing to undo, so an unrecorded one re-runs them all.
-        return order.current_step or saga.UNDO_ORDER[0], None
-    if is_terminal(status):
-        return None, f"order is {status}: nothing to re-drive"
-    actor = order.current_step or saga.step_due(status)
-    if actor is None:
-        return None, f"no step is due in status {status}"
-    if actor == "charge_payment" and _charged_without_ledger(connection, order.id):
-        return None, "earlier charge_payment attempts but no payment record: re-charging could double charge"
-    return actor, None
+def _due_for_retry(connection: Connection, order: LockedOrder) -> saga.Decision:
+    """The saga's answer to a retry of the locked order: Send its due actor, or Refuse and say why."""
+    retry = saga.OperatorRetry(charged_without_ledger=_charged_without_ledger(connection, order.id))
+    return saga.next_action(OrderStatus(order.status), order.current_step, retry)
 
 
 def _charged_without_ledger(connection: Connection, order_id: uuid.UUID) -> bool:
@@ -91,16 +83,15 @@ def _charged_without_ledger(connection: Connection, order_id: uuid.UUID) -> bool
 def compensate(database_url: str, order_id: uuid.UUID, *, dry_run: bool, note: str) -> Change:
     """Undo what the order did and cancel it, through the same path a customer's cancel takes."""
     with unit_of_work(database_url) as session:
-        status = OrderStatus(session.get_one(Order, order_id).status)
-    if status == OrderStatus.SHIPPED:
-        return Change(str(order_id), "compensate", False, "order has shipped and cannot be cancelled")
-    if status == OrderStatus.NEEDS_ATTENTION:
-        return Change(str(order_id), "compensate", False, "needs attention: `retry` re-runs its failed compensation")
-    if status in (OrderStatus.COMPENSATING, OrderStatus.CANCELLED):
-        return Change(str(order_id), "compensate", True, f"already {status}")
-    plan = saga.plan_for_cancel(status)
+        order = session.get_one(Order, order_id)
+        decision = saga.next_action(OrderStatus(order.status), order.current_step, saga.CancelRequested(operator=True))
+    if isinstance(decision, saga.Refuse | saga.Ignore):
+        # Refused when shipped or parked (`retry` re-runs a parked compensation); ignored when already undoing.
+        return Change(str(order_id), "compensate", isinstance(decision, saga.Ignore), decision.reason)
+    assert isinstance(decision, saga.Compensate)
     if dry_run:
-        return Change(str(order_id), "compensate", True, f"would run {', '.join(plan) or 'nothing'}, then cancel")
+        plan = ", ".join(decision.plan) or "nothing"
+        return Change(str(order_id), "compensate", True, f"would run {plan}, then cancel")
     try:
         after = cancel_order(database_url, order_id, CANCEL_REASON)
     except OrderAlreadyShipped:  # it shipped between our look and the lock
@@ -141,9 +132,10 @@ def _due_actor(database_url: str, order_id: str) -> str | None:
     """The actor a live order waits for; None for a finished or unknown order."""
     with unit_of_work(database_url) as session:
         order = session.get(Order, uuid.UUID(order_id))
-        if order is None or is_terminal(order.status):
+        if order is None:
             return None
-        return order.current_step or saga.step_due(OrderStatus(order.status))
+        due = saga.next_action(OrderStatus(order.status), order.current_step, saga.Stalled())
+        return due.actor if isinstance(due, saga.Send) else None
 
 
 def _note(database_url: str, order_id: str, action: str, message: str) -> None:

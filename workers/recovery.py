@@ -19,22 +19,23 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from prometheus_client import start_http_server
-from sqlalchemy import Select, exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, exists, func, select
 
-from models.db import transaction, unit_of_work
+from models.db import transaction
 from models.inventory import Reservation
 from models.orders import Order
 from models.status import TERMINAL_VALUES, OrderStatus, ReservationStatus
 from pipeline import metrics, saga
 from pipeline.config import Settings, get_settings
 from pipeline.errors import RedeliveryLimit, ReservationExpired
+from pipeline.logs import configure_logging
+from pipeline.order_store import extend_leases
 from pipeline.payment_events import refund_kept_money
 from workers.backlog import backlog
-from workers.broker import broker
+from workers.broker import install, installed
 from workers.dispatch import send
 from workers.order_views import order_counts
-from workers.runner import fail_permanently, give_up
+from workers.runner import fail, give_up
 
 log = structlog.get_logger("orderflow.reaper")
 LIVE = Order.status.not_in(TERMINAL_VALUES)
@@ -69,10 +70,10 @@ def sweep(database_url: str, policy: Policy, limit: int = 500) -> Sweep:
     """One pass: re-send the due message of stalled orders, give up on poison, cancel expired reservations."""
     queue_ages = _queue_ages()
     result = Sweep([], [], [])
-    with unit_of_work(database_url) as session:
+    with transaction(database_url) as connection:
         expired_lease = (LIVE, Order.lease_expires_at < func.now())
-        metrics.STALLED.set(session.scalar(select(func.count()).where(*expired_lease)) or 0)
-        stalled = session.execute(
+        metrics.STALLED.set(connection.scalar(select(func.count()).where(*expired_lease)) or 0)
+        stalled = connection.execute(
             select(Order.id, Order.status, Order.current_step, Order.deliveries, Order.updated_at)
             .where(*expired_lease)
             .order_by(Order.lease_expires_at)
@@ -82,9 +83,10 @@ def sweep(database_url: str, policy: Policy, limit: int = 500) -> Sweep:
         now = datetime.now(UTC)
         waiting = []
         for order_id, status, current_step, deliveries, last_progress in stalled:
-            actor = current_step or saga.step_due(OrderStatus(status))
-            if actor is None:
-                continue
+            due = saga.next_action(OrderStatus(status), current_step, saga.Stalled())
+            if not isinstance(due, saga.Send):
+                continue  # compensating with no undo recorded: nothing to re-drive
+            actor = due.actor
             if deliveries >= policy.max_redeliveries:
                 result.poisoned.append((order_id, actor))
             elif now - timedelta(seconds=queue_ages.get(saga.queue_of(actor), 0.0)) < last_progress:
@@ -92,32 +94,13 @@ def sweep(database_url: str, policy: Policy, limit: int = 500) -> Sweep:
             else:
                 metrics.RECOVERY_SECONDS.observe((now - last_progress).total_seconds())
                 result.redriven.append((order_id, actor))
-        _extend(session, waiting, policy.lease_s, redrive=False)
-        _extend(session, [order_id for order_id, _ in result.redriven], policy.lease_s, redrive=True)
+        redriven = [order_id for order_id, _ in result.redriven]
+        extend_leases(connection, waiting, policy.lease_s, MAX_LEASE_FACTOR, redrive=False)
+        extend_leases(connection, redriven, policy.lease_s, MAX_LEASE_FACTOR, redrive=True)
         result.waiting = len(waiting)
-        result.expired = list(session.scalars(_expired_reservations(policy.reservation_ttl_s, limit)))
+        result.expired = list(connection.scalars(_expired_reservations(policy.reservation_ttl_s, limit)))
     _act_on(result, policy)
     return result
-
-
-def _extend(session: Session, order_ids: list[uuid.UUID], lease_s: float, *, redrive: bool) -> None:
-    """Push the leases on; a re-drive counts a delivery and doubles its lease (capped).
-
-    updated_at is kept: it is the order's last progress, which the reaper's bookkeeping is not.
-    """
-    if not order_ids:
-        return
-    deliveries = Order.deliveries + 1 if redrive else Order.deliveries
-    factor = func.least(func.power(2, deliveries), MAX_LEASE_FACTOR) if redrive else 1
-    session.execute(
-        update(Order)
-        .where(Order.id.in_(order_ids))
-        .values(
-            deliveries=deliveries,
-            lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s * factor),
-            updated_at=Order.updated_at,
-        )
-    )
 
 
 def _expired_reservations(ttl_s: float, limit: int) -> Select[uuid.UUID]:
@@ -147,9 +130,9 @@ def _act_on(result: Sweep, policy: Policy) -> None:
         metrics.POISONED.labels(actor).inc()
         log.error("reaper.poisoned", order_id=str(order_id), step=actor)
     for order_id in result.expired:
-        # The charge step's own failure path: it re-checks the status under the row lock, so an order
-        # that was charged meanwhile is left alone, and a charge whose answer was lost is refunded.
-        fail_permanently("charge_payment", str(order_id), ReservationExpired("stock held past its TTL"))
+        # The charge step's own failure path (see saga.next_action): it re-checks the status under the row
+        # lock, so an order that was charged meanwhile is left alone, and a charge whose answer was lost is refunded.
+        fail(str(order_id), saga.ReservationExpired(), ReservationExpired("stock held past its TTL"))
         metrics.RESERVATIONS_EXPIRED.inc()
         log.warning("reaper.reservation_expired", order_id=str(order_id))
 
@@ -157,7 +140,7 @@ def _act_on(result: Sweep, policy: Policy) -> None:
 def _queue_ages() -> dict[str, float]:
     """Age in seconds of the oldest ready message per queue; empty when Redis cannot say (then nothing waits)."""
     try:
-        return {queue: found.oldest_age_s or 0.0 for queue, found in backlog(broker.client).items()}
+        return {queue: found.oldest_age_s or 0.0 for queue, found in backlog(installed().client).items()}
     except Exception as error:  # Redis away: the re-drives will fail and be tried at the next sweep
         log.warning("reaper.backlog_unknown", error=str(error)[:300])
         return {}
@@ -198,6 +181,8 @@ def run_forever(stop: threading.Event, settings: Settings) -> None:
 
 def main() -> None:
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    install(settings)
     if settings.reaper_metrics_port:
         try:
             start_http_server(settings.reaper_metrics_port, addr=settings.metrics_host)

@@ -16,7 +16,7 @@ from pipeline.adapters import Adapters, process_adapters
 from pipeline.config import get_settings
 from pipeline.database_errors import database_bug
 from pipeline.errors import PermanentError, PipelineError, ProviderUnauthorized, RetriesExhausted, ShipmentPickedUp
-from pipeline.progress import (
+from pipeline.order_store import (
     LockedOrder,
     advance,
     begin_compensation,
@@ -45,65 +45,23 @@ def _act(step: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str
     started = datetime.now(UTC)
     with transaction(adapters.database_url) as connection:
         order = lock_order(connection, order_id)
-        status = OrderStatus(order.status)
-        if status != saga.status_before(step):
-            # Redelivered, or overtaken by a cancel: resend the follow-up only if this step just finished.
-            return StepOutcome.SKIPPED, saga.step_after(step) if status == saga.BY_NAME[step].done else None
+        decision = saga.next_action(OrderStatus(order.status), order.current_step, saga.StepSucceeded(step))
+        if isinstance(decision, saga.Ignore):
+            return StepOutcome.SKIPPED, decision.resend  # redelivered, or overtaken by a cancel
+        assert isinstance(decision, saga.Send | saga.Finish) and decision.status is not None
         ACTIONS[step](connection, order, adapters)
-        next_actor = saga.step_after(step)
+        next_actor = decision.actor if isinstance(decision, saga.Send) else None
         note = timeline_row(step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **message_info())
-        advance(connection, order, saga.BY_NAME[step].done, next_actor, adapters.lease_s, note)
+        advance(connection, order, decision.status, next_actor, adapters.lease_s, note)
         created_at = order.created_at
-    if next_actor is None:
-        finished(OrderStatus.SHIPPED, created_at)
+    if isinstance(decision, saga.Finish):
+        finished(decision.status, created_at)
     return StepOutcome.SUCCEEDED, next_actor
 
 
 def fail_permanently(step: str, order_id: str, error: PipelineError, adapters: Adapters | None = None) -> None:
-    """Record the failure and start undoing the completed steps, newest first."""
-    adapters = adapters or process_adapters()
-    started = datetime.now(UTC)
-    if isinstance(error, PermanentError) and error.parks:
-        hold(step, order_id, error, adapters)
-        return
-    with transaction(adapters.database_url) as connection:
-        order = lock_order(connection, order_id)
-        if order.status != saga.status_before(step):
-            return  # someone else moved the order on (a duplicate, or a cancel): nothing to start
-        record(connection, order.id, step, StepKind.ACTION, StepOutcome.FAILED, started, **error_info(error))
-        plan = saga.compensation_plan(step)
-        first = begin_compensation(connection, order, plan, error.code, error.message, adapters.lease_s)
-        status = order.status
-    metrics.COMPENSATIONS.labels(error.code).inc()
-    log.warning("saga.compensating", order_id=order_id, step=step, reason=error.code, error=error.message)
-    if first:
-        send(first, order_id)
-    else:
-        finished(status, None)
-
-
-def hold(step: str, order_id: str, error: PipelineError, adapters: Adapters) -> None:
-    """Park the order before `step` for an operator, undoing nothing (a disputed charge); `retry` resumes it."""
-    if _park(step, StepKind.ACTION, order_id, error, adapters, lambda order: order.status == saga.status_before(step)):
-        metrics.HELD.labels(error.code).inc()
-        log.error("saga.held", order_id=order_id, step=step, reason=error.code, error=error.message)
-
-
-def _park(
-    actor: str, kind: StepKind, order_id: str, error: PipelineError, adapters: Adapters,
-    due: Callable[[LockedOrder], bool],
-) -> bool:  # fmt: skip
-    """Park the order at `actor` if it is still where `due` expects it; False if someone moved it on."""
-    started = datetime.now(UTC)
-    with transaction(adapters.database_url) as connection:
-        order = lock_order(connection, order_id)
-        if not due(order):
-            return False
-        info = message_info()
-        park(connection, order, actor, kind, started, adapters.lease_s, error_code=error.code,
-             error_message=error.message, **info)  # fmt: skip
-    finished(OrderStatus.NEEDS_ATTENTION, None)
-    return True
+    """Record the failure and start undoing the completed steps, newest first; a disputed charge is held instead."""
+    fail(order_id, saga.StepFailed(step, parks=isinstance(error, PermanentError) and error.parks), error, adapters)
 
 
 def run_compensation(undo: str, order_id: str, adapters: Adapters | None = None) -> None:
@@ -116,7 +74,8 @@ def _undo(undo: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, st
     started = datetime.now(UTC)
     with transaction(adapters.database_url) as connection:
         order = lock_order(connection, order_id)
-        if order.status != OrderStatus.COMPENSATING or order.current_step != undo:
+        decision = saga.next_action(OrderStatus(order.status), order.current_step, saga.UndoSucceeded(undo))
+        if isinstance(decision, saga.Ignore):
             return StepOutcome.SKIPPED, None
         try:
             undone = COMPENSATIONS[undo](connection, order, adapters)
@@ -125,15 +84,14 @@ def _undo(undo: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, st
             return StepOutcome.FAILED, None
         outcome = StepOutcome.SUCCEEDED if undone else StepOutcome.SKIPPED
         note = timeline_row(undo, StepKind.COMPENSATION, outcome, started, **message_info())
-        next_undo = saga.undo_after(undo)
-        if next_undo:
+        if isinstance(decision, saga.Send):
             lease = lease_until(adapters.lease_s)
-            update_order(connection, order, note, current_step=next_undo, lease_expires_at=lease)
-        else:
-            advance(connection, order, OrderStatus.CANCELLED, None, adapters.lease_s, note)
-    if next_undo is None:
-        finished(OrderStatus.CANCELLED, None)
-    return outcome, next_undo
+            update_order(connection, order, note, current_step=decision.actor, lease_expires_at=lease)
+            return outcome, decision.actor
+        assert isinstance(decision, saga.Finish)
+        advance(connection, order, decision.status, None, adapters.lease_s, note)
+    finished(decision.status, None)
+    return outcome, None
 
 
 def _shipped_after_all(
@@ -153,16 +111,7 @@ def needs_attention(
     undo: str, order_id: str, error: PipelineError, adapters: Adapters | None = None, traceback: str | None = None
 ) -> None:
     """A compensation could not finish: park the order where operators and alerts see it."""
-    adapters = adapters or process_adapters()
-
-    def still_undoing(order: LockedOrder) -> bool:
-        return order.status == OrderStatus.COMPENSATING and order.current_step == undo
-
-    if _park(undo, StepKind.COMPENSATION, order_id, error, adapters, still_undoing):
-        # The runbook sends operators here for the traceback: the exception being handled, if any (exc_info=True
-        # adds nothing otherwise), or the last attempt's, which Dramatiq kept in the exhausted message.
-        where: dict[str, object] = {"exception": traceback} if traceback else {"exc_info": True}
-        log.error("saga.needs_attention", order_id=order_id, step=undo, error=error.message, **where)
+    fail(order_id, saga.UndoFailed(undo), error, adapters, traceback)
 
 
 def exhausted(actor: str, order_id: str, last_error: str, traceback: str | None = None) -> None:
@@ -172,10 +121,52 @@ def exhausted(actor: str, order_id: str, last_error: str, traceback: str | None 
 
 def give_up(actor: str, order_id: str, error: PipelineError, traceback: str | None = None) -> None:
     """Stop trying `actor`: a step counts as failed for good, a compensation needs a person."""
-    if actor in saga.BY_NAME:
-        fail_permanently(actor, order_id, error)
+    fail(order_id, saga.GaveUp(actor), error, traceback=traceback)
+
+
+def fail(
+    order_id: str, event: saga.Event, error: PipelineError, adapters: Adapters | None = None,
+    traceback: str | None = None,
+) -> None:  # fmt: skip
+    """Compensate or park the order as the saga answers `event`; nothing if someone moved the order on."""
+    adapters = adapters or process_adapters()
+    started = datetime.now(UTC)
+    with transaction(adapters.database_url) as connection:
+        order = lock_order(connection, order_id)
+        decision = saga.next_action(OrderStatus(order.status), order.current_step, event)
+        if isinstance(decision, saga.Park):
+            kind = StepKind.ACTION if decision.held else StepKind.COMPENSATION
+            park(connection, order, decision.actor, kind, started, adapters.lease_s, error_code=error.code,
+                 error_message=error.message, **message_info())  # fmt: skip
+        elif isinstance(decision, saga.Compensate):
+            if decision.failed:
+                info = error_info(error)
+                record(connection, order.id, decision.failed, StepKind.ACTION, StepOutcome.FAILED, started, **info)
+            first = begin_compensation(connection, order, decision.plan, error.code, error.message, adapters.lease_s)
+            status = order.status
+        else:
+            return  # a duplicate, or a cancel moved the order on: nothing to start
+    if isinstance(decision, saga.Park):
+        finished(OrderStatus.NEEDS_ATTENTION, None)
+        _parked(decision, order_id, error, traceback)
+        return
+    metrics.COMPENSATIONS.labels(error.code).inc()
+    log.warning("saga.compensating", order_id=order_id, step=decision.failed, reason=error.code, error=error.message)
+    if first:
+        send(first, order_id)
     else:
-        needs_attention(actor, order_id, error, traceback=traceback)
+        finished(status, None)
+
+
+def _parked(decision: saga.Park, order_id: str, error: PipelineError, traceback: str | None) -> None:
+    if decision.held:
+        metrics.HELD.labels(error.code).inc()
+        log.error("saga.held", order_id=order_id, step=decision.actor, reason=error.code, error=error.message)
+        return
+    # The runbook sends operators here for the traceback: the exception being handled, if any (exc_info=True
+    # adds nothing otherwise), or the last attempt's, which Dramatiq kept in the exhausted message.
+    where: dict[str, object] = {"exception": traceback} if traceback else {"exc_info": True}
+    log.error("saga.needs_attention", order_id=order_id, step=decision.actor, error=error.message, **where)
 
 
 def _attempt(
