@@ -20,7 +20,8 @@ from api.openapi_docs import AUTHENTICATED, operation_id
 from api.ratelimit import Admission, Rate
 from pipeline.config import Settings, get_settings
 from pipeline.logs import configure_logging, get_logger
-from workers.dispatch import start_saga
+from workers.broker import install
+from workers.enqueue import start_saga
 
 log = get_logger(__name__)
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, enqueue: Callable[[str], None] 
     if settings.database_url is None or settings.redis_url is None:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set: run the API via `orderctl demo`, or set both")
     configure_logging(settings.log_level, settings.log_format)
+    install(settings)  # the broker intake, cancels and webhooks send through (workers.enqueue)
     jwt_keys = verification_keys(settings)
     redis_url, database_url = settings.redis_url, settings.database_url
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)

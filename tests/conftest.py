@@ -17,55 +17,66 @@ import dramatiq
 import pytest
 import redis
 import structlog
+from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import text
 
 from models.db import engine_for
 from models.tables import Base
-from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
+from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY, get_settings
 from pipeline.logs import UVICORN_LOGGERS
-from scripts import localstack
+from scripts.devstack import localstack
 from scripts.fake_carrier import FakeCarrierServer
 from scripts.fake_stripe import FakeStripeServer
+from workers.broker import install
 
 # The URLs this test run talks to (database_url, redis_url).
 Servers = localstack.Stack
 
 
-_run = ExitStack()
-_started: dict[str, object] = {}
+@pytest.fixture(scope="session")
+def _stack() -> Iterator[dict[str, object]]:
+    """Start the servers on first use, and export their URLs to the settings the code under test reads.
+
+    Postgres and Redis (the same code as the local stack), the loopback Stripe reached through the real SDK
+    (a short timeout keeps in-doubt tests quick) and the local carrier over real HTTP. A run of the unit
+    tests alone starts none of them.
+    """
+    with ExitStack() as run:
+        stack = run.enter_context(localstack.scratch_servers(os.environ.get("DATABASE_URL"), "orderflow_test"))
+        os.environ.update(DATABASE_URL=stack.database_url, REDIS_URL=stack.redis_url)
+        os.environ.setdefault("LOG_FORMAT", "console")
+        stripe = run.enter_context(FakeStripeServer())
+        os.environ.update(STRIPE_API_BASE=stripe.url, STRIPE_API_KEY=LOCAL_STRIPE_KEY, STRIPE_TIMEOUT_S="2")
+        carrier = run.enter_context(FakeCarrierServer())
+        os.environ.update(CARRIER_API_BASE=carrier.url, CARRIER_API_KEY=LOCAL_CARRIER_KEY, CARRIER_TIMEOUT_S="2")
+        get_settings.cache_clear()
+        install(get_settings())  # what every entry point does: sends from the tests go to this Redis
+        yield {"servers": stack, "stripe": stripe, "carrier": carrier}
+        _close_process_adapters()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Start the servers before test modules are imported: the Dramatiq broker binds at import."""
-    stack = _run.enter_context(localstack.scratch_servers(os.environ.get("DATABASE_URL"), "orderflow_test"))
-    _started["servers"] = stack
-    os.environ.update(DATABASE_URL=stack.database_url, REDIS_URL=stack.redis_url)
-    os.environ.setdefault("LOG_FORMAT", "console")
-    # The loopback Stripe, reached through the real SDK; a short timeout keeps in-doubt tests quick.
-    stripe = _run.enter_context(FakeStripeServer())
-    _started["stripe"] = stripe
-    os.environ.update(STRIPE_API_BASE=stripe.url, STRIPE_API_KEY=LOCAL_STRIPE_KEY, STRIPE_TIMEOUT_S="2")
-    # The local carrier over real HTTP, as the workers reach a real one.
-    carrier = _run.enter_context(FakeCarrierServer())
-    _started["carrier"] = carrier
-    os.environ.update(CARRIER_API_BASE=carrier.url, CARRIER_API_KEY=LOCAL_CARRIER_KEY, CARRIER_TIMEOUT_S="2")
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
+def _close_process_adapters() -> None:
     from pipeline.adapters import process_adapters
 
     if process_adapters.cache_info().currsize:  # the worker fixture's adapters hold HTTP connections
         adapters = process_adapters()
         adapters.payments.close()
         adapters.carrier.close()
-    _run.close()
 
 
 @pytest.fixture(scope="session")
-def servers() -> Servers:
-    started = _started["servers"]
+def servers(_stack: dict[str, object]) -> Servers:
+    started = _stack["servers"]
     assert isinstance(started, Servers)
     return started
+
+
+@pytest.fixture(scope="session")
+def saga_broker(servers: Servers) -> RedisBroker:
+    """The broker with every saga actor declared on it, as the worker's entry point makes it."""
+    from workers.saga import worker
+
+    return worker.broker
 
 
 @pytest.fixture
@@ -88,9 +99,9 @@ def redis_client(servers: Servers) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def stripe_server() -> Iterator[FakeStripeServer]:
+def stripe_server(_stack: dict[str, object]) -> Iterator[FakeStripeServer]:
     """The run's loopback Stripe, with faults and records reset around each test."""
-    server = _started["stripe"]
+    server = _stack["stripe"]
     assert isinstance(server, FakeStripeServer)
     server.reset()
     yield server
@@ -98,9 +109,9 @@ def stripe_server() -> Iterator[FakeStripeServer]:
 
 
 @pytest.fixture
-def carrier_server() -> Iterator[FakeCarrierServer]:
+def carrier_server(_stack: dict[str, object]) -> Iterator[FakeCarrierServer]:
     """The run's local carrier, with faults and shipments reset around each test."""
-    server = _started["carrier"]
+    server = _stack["carrier"]
     assert isinstance(server, FakeCarrierServer)
     server.reset()
     yield server
@@ -117,11 +128,9 @@ def _close_test_adapters() -> Iterator[None]:
 
 
 @pytest.fixture
-def worker(db_url: str, redis_client: redis.Redis) -> Iterator[dramatiq.Worker]:
+def worker(db_url: str, redis_client: redis.Redis, saga_broker: RedisBroker) -> Iterator[dramatiq.Worker]:
     """A real Dramatiq worker (8 threads) on the test Redis, running every saga actor."""
-    import workers  # imported here, not at the top: the broker binds to REDIS_URL, set in pytest_configure
-
-    broker = workers.broker.broker
+    broker = saga_broker
     broker.flush_all()
     broker.emit_after("process_boot")
     running = dramatiq.Worker(broker, worker_threads=8, worker_timeout=50)

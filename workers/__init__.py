@@ -1,10 +1,4 @@
-"""Dramatiq actors for every saga step and compensation; importing this package declares them all.
+"""The processes that run the saga: its workers, the reaper, the autoscaler and the operator's actions.
 
-`dramatiq workers` (the Procfile's worker) imports it: the broker first, then the actors.
+Importing the package does nothing: each process's entry point installs the broker (workers.broker).
 """
-
-from __future__ import annotations
-
-from workers import broker as broker
-from workers import compensations as compensations
-from workers import steps as steps

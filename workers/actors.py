@@ -1,4 +1,8 @@
-"""How saga actors are declared: queue and retry policy come from the saga table (or settings), not each actor."""
+"""How saga actors are declared: queue and retry policy come from the saga table (or settings), not each actor.
+
+Actors bind to the broker installed when they are declared, so only the worker's entry point imports the
+modules that declare them (workers/saga/worker.py), after installing it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import dramatiq
 from pipeline import saga
 from pipeline.config import get_settings
 from pipeline.errors import PermanentError
+from workers.broker import installed
 
 ActorFn = Callable[[str], None]
 
@@ -23,6 +28,7 @@ def saga_actor(name: str) -> Callable[[ActorFn], dramatiq.Actor[[str], None]]:
     retry = get_settings().retry_of(name)
     options: dict[str, Any] = {
         "actor_name": name,
+        "broker": installed(),
         "queue_name": saga.queue_of(name),
         "max_retries": retry.max_retries,
         "min_backoff": retry.min_backoff_ms,

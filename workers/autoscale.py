@@ -1,4 +1,4 @@
-"""The worker supervisor: runs `dramatiq workers` processes between --min and --max by queue backlog.
+"""The worker supervisor: runs `dramatiq workers.saga.worker` processes between --min and --max by queue backlog.
 
 `python -m workers.autoscale` is the Procfile's worker line. Every interval it restarts workers that
 died, reads the backlog, lets the policy (workers/autoscale_policy.py) decide, and starts or stops
@@ -20,11 +20,12 @@ import structlog
 import typer
 from typer import Option
 
+from pipeline.config import get_settings
+from pipeline.logs import configure_logging
 from workers import autoscale_metrics as metrics
 from workers.autoscale_policy import Decision, Policy, Sample, Scaler
 from workers.autoscale_pool import WorkerPool
 from workers.backlog import backlog
-from workers.broker import redis_url
 
 log = structlog.get_logger("orderflow.autoscaler")
 
@@ -39,6 +40,7 @@ class Options:
     metrics_dir: Path
     metrics_host: str
     metrics_port: int
+    redis_url: str
 
 
 def run(policy: Policy, options: Options, stop: threading.Event) -> None:
@@ -46,7 +48,7 @@ def run(policy: Policy, options: Options, stop: threading.Event) -> None:
     options.metrics_dir.mkdir(parents=True, exist_ok=True)
     metrics.forget_dead_processes(options.metrics_dir)  # left behind by an earlier run
     server = metrics.serve(options.metrics_host, options.metrics_port, options.metrics_dir)
-    client = redis.Redis.from_url(redis_url())
+    client = redis.Redis.from_url(options.redis_url)
     pool = WorkerPool(options.threads, options.metrics_dir, options.grace_s)
     scaler = Scaler(policy, policy.min_workers)
     log.info("autoscale.started", min=policy.min_workers, max=policy.max_workers, threads=options.threads,
@@ -136,7 +138,11 @@ def main(
                         sustain_up_s, sustain_down_s, cooldown_s)  # fmt: skip
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    options = Options(threads, interval_s, grace_s, metrics_dir, metrics_host, metrics_port)
+    settings = get_settings()
+    if settings.redis_url is None:
+        raise typer.BadParameter("REDIS_URL is not set: start the stack through `orderctl demo`, or set REDIS_URL")
+    configure_logging(settings.log_level, settings.log_format)
+    options = Options(threads, interval_s, grace_s, metrics_dir, metrics_host, metrics_port, settings.redis_url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,6 +1,6 @@
-"""The autoscaler's worker processes: `dramatiq workers --processes 1` each, in a process group of its own.
+"""The autoscaler's worker processes: `dramatiq workers.saga.worker --processes 1` each, in a process group of its own.
 
-A `dramatiq workers` process is a parent that forks the worker process running the actors. Stopping
+A `dramatiq workers.saga.worker` process is a parent that forks the worker process running the actors. Stopping
 one means one SIGTERM to the parent: it forwards it, the worker finishes its running messages and
 hands its prefetched ones back to Redis. A second SIGTERM would make the worker exit at once, so the
 parent alone is signalled, and the whole group is SIGKILLed only once the grace time is over.
@@ -38,7 +38,8 @@ class WorkerPool:
     """The active workers (consuming) and the leaving ones (finishing their messages)."""
 
     def __init__(self, threads: int, metrics_dir: Path, grace_s: float) -> None:
-        self.command = [sys.executable, "-m", "dramatiq", "workers", "--processes", "1", "--threads", str(threads)]
+        target = "workers.saga.worker"  # the worker's entry point: installs the broker, declares the actors
+        self.command = [sys.executable, "-m", "dramatiq", target, "--processes", "1", "--threads", str(threads)]
         # Workers write their metrics into the folder through Dramatiq's variable (workers/broker.py);
         # the autoscaler itself keeps PROMETHEUS_MULTIPROC_DIR unset (workers/autoscale_metrics.py).
         self.env = os.environ | {"dramatiq_prom_db": str(metrics_dir)}

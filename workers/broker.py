@@ -1,4 +1,8 @@
-"""The Redis broker, built from settings and installed before any actor is declared."""
+"""The Redis broker: built from settings by each process's entry point, and installed before any actor is declared.
+
+Nothing here runs at import. The entry points call `install`: the worker's Dramatiq target
+(workers/saga/worker.py), the API's `create_app`, the reaper's `main` and `orderctl`.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,8 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from pipeline.config import get_settings
-from pipeline.logs import configure_logging
+from pipeline.config import Settings
 from workers.middleware import LogContext
-
-# Worker metrics are on when the worker's metrics folder is set (the autoscaler sets it for its workers).
-# prometheus_client picks its storage at first import, so the saga's own metrics must see the same
-# folder before pipeline.metrics is imported: that is why this runs here, before any actor module.
-METRICS_DIR = os.environ.get("dramatiq_prom_db")
-if METRICS_DIR:
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", METRICS_DIR)
 
 
 class HandingBackConsumer(_RedisConsumer):
@@ -72,12 +68,37 @@ def hung_is_lost() -> Iterator[None]:
 
 
 class HandingBackRedisBroker(RedisBroker):
+    url: str = ""  # the Redis it was built for, so installing twice keeps one broker
+
     @property
     def consumer_class(self) -> type[HandingBackConsumer]:
         return HandingBackConsumer
 
 
-def build_broker(redis_url: str, socket_timeout_s: float) -> RedisBroker:
+def install(settings: Settings) -> RedisBroker:
+    """The process's broker for these settings, made the global one that actors and `workers.enqueue` use.
+
+    Installing again with the same Redis keeps the broker (and the actors declared on it).
+    """
+    if settings.redis_url is None:
+        raise RuntimeError("REDIS_URL is not set: start the stack through `orderctl demo`, or set REDIS_URL")
+    current = dramatiq.broker.global_broker
+    if isinstance(current, HandingBackRedisBroker) and current.url == settings.redis_url:
+        return current
+    broker = build_broker(settings.redis_url, settings.broker_socket_timeout_s, os.environ.get("dramatiq_prom_db"))
+    dramatiq.set_broker(broker)
+    return broker
+
+
+def installed() -> RedisBroker:
+    """The broker an entry point installed; an error, not Dramatiq's default broker on localhost, if none did."""
+    broker = dramatiq.broker.global_broker
+    if not isinstance(broker, RedisBroker):
+        raise RuntimeError("no broker installed: the entry point must call workers.broker.install(settings) first")
+    return broker
+
+
+def build_broker(redis_url: str, socket_timeout_s: float, metrics_dir: str | None = None) -> RedisBroker:
     """A Redis broker with Dramatiq's defaults (retries, time limits, shutdown) plus our middleware.
 
     Its client gives up on a Redis call after socket_timeout_s (connecting too), so a hung Redis fails an
@@ -85,19 +106,22 @@ def build_broker(redis_url: str, socket_timeout_s: float) -> RedisBroker:
     """
     client = redis.Redis.from_url(redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s)
     broker = HandingBackRedisBroker(client=client, namespace="orderflow")  # type: ignore[no-untyped-call]
+    broker.url = redis_url
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(LogContext())
-    if METRICS_DIR:
-        broker.add_middleware(worker_metrics())
+    if metrics_dir:  # the autoscaler sets the folder for its workers
+        broker.add_middleware(worker_metrics(metrics_dir))
     return broker
 
 
-def worker_metrics() -> Middleware:
-    """Dramatiq's Prometheus middleware without its exposition server.
+def worker_metrics(metrics_dir: str) -> Middleware:
+    """Dramatiq's Prometheus middleware without its exposition server, writing to the shared metrics folder.
 
-    Every `dramatiq workers` invocation would fork one on the same port; the autoscaler serves the
-    shared folder once for all of them (workers/autoscale_metrics.py).
+    Every worker process would fork one on the same port; the autoscaler serves the shared folder once for
+    all of them (workers/autoscale_metrics.py). prometheus_client picks its storage at first import, so the
+    saga's own metrics (pipeline.metrics, imported with the actors, after this) see the same folder.
     """
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
     from dramatiq.middleware.prometheus import Prometheus  # reads dramatiq_prom_db at import
 
     class WorkerMetrics(Prometheus):
@@ -106,15 +130,3 @@ def worker_metrics() -> Middleware:
             return []
 
     return WorkerMetrics()
-
-
-def redis_url() -> str:
-    url = get_settings().redis_url
-    if url is None:
-        raise RuntimeError("REDIS_URL is not set: start workers through `orderctl demo`, or set REDIS_URL")
-    return url
-
-
-configure_logging(get_settings().log_level, get_settings().log_format)
-broker = build_broker(redis_url(), get_settings().broker_socket_timeout_s)
-dramatiq.set_broker(broker)

@@ -7,6 +7,7 @@ from typing import Any
 import dramatiq
 
 from workers.actors import saga_actor
+from workers.broker import installed
 from workers.runner import exhausted, run_compensation
 
 
@@ -40,7 +41,7 @@ def cancel_shipment(order_id: str) -> None:
     run_compensation("cancel_shipment", order_id)
 
 
-@dramatiq.actor(queue_name="orders", max_retries=20, min_backoff=1_000, max_backoff=60_000)
+@dramatiq.actor(broker=installed(), queue_name="orders", max_retries=20, min_backoff=1_000, max_backoff=60_000)
 def saga_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """A step or compensation ran out of retries: fail it permanently (or park the order)."""
     traceback = (message.get("options", {}).get("traceback") or "").strip()

@@ -14,7 +14,7 @@ from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import metrics
 from pipeline.adapters import Adapters
 from pipeline.errors import PipelineError
-from pipeline.progress import lease_until, lock_order, timeline_row, update_order
+from pipeline.order_store import lease_until, lock_order, timeline_row, update_order
 
 log = structlog.get_logger("orderflow.saga")
 

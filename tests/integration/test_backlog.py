@@ -45,7 +45,9 @@ def test_an_idle_broker_shows_every_saga_queue_empty(redis_client: redis.Redis) 
 
 
 def test_sent_messages_are_ready_in_their_queue_and_aged_from_the_oldest(redis_client: redis.Redis) -> None:
-    from workers.broker import broker
+    from workers.broker import installed
+
+    broker = installed()
 
     a_minute_ago = int(time.time() * 1000) - 60_000
     stale: dramatiq.Message[None] = dramatiq.Message(

@@ -16,9 +16,9 @@ import redis
 from sqlalchemy import text
 
 from models.db import engine_for
+from scripts.devstack.localstack import free_port
+from scripts.devstack.processes import Child, python, venv_tool
 from scripts.fake_stripe import FakeStripeServer
-from scripts.localstack import free_port
-from scripts.processes import Child, python, venv_tool
 from tests.factories import make_order, make_product
 from tests.saga_helpers import count, succeeded_charges, wait_until_terminal
 from workers.dispatch import send, start_saga
@@ -34,7 +34,7 @@ def start(db_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[St
 
     def launch(kind: str, **env: str) -> Child:
         argv = {
-            "worker": venv_tool("dramatiq", "workers", "--processes", "1", "--threads", "4"),
+            "worker": venv_tool("dramatiq", "workers.saga.worker", "--processes", "1", "--threads", "4"),
             "reaper": python("-m", "workers.recovery"),
         }[kind]
         settings = {"STEP_LEASE_S": str(LEASE_S), "REAPER_INTERVAL_S": "0.5", "REAPER_METRICS_PORT": str(free_port())}
@@ -151,7 +151,9 @@ def shipped(db_url: str) -> int:
 
 def test_a_closing_consumer_hands_back_the_messages_it_prefetched(redis_client: redis.Redis) -> None:
     from workers.backlog import backlog
-    from workers.broker import broker
+    from workers.broker import installed
+
+    broker = installed()
 
     ghosts = [uuid.uuid4() for _ in range(5)]
     for order_id in ghosts:

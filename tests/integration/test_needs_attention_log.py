@@ -8,6 +8,7 @@ import traceback
 import uuid
 from typing import Any
 
+import dramatiq
 from sqlalchemy import text
 
 from models.db import engine_for
@@ -16,7 +17,6 @@ from pipeline.errors import PermanentError, RefundFailed
 from pipeline.logs import configure_logging
 from tests.edge_helpers import order_row
 from tests.factories import make_order, make_product
-from workers.compensations import saga_exhausted
 from workers.runner import give_up, needs_attention
 
 
@@ -42,8 +42,10 @@ def refund_crashes() -> None:
 
 
 def test_a_compensation_out_of_retries_logs_the_traceback_of_its_last_attempt(
-    db_url: str, log_stream: io.StringIO
+    db_url: str, log_stream: io.StringIO, saga_broker: dramatiq.Broker
 ) -> None:
+    from workers.compensations import saga_exhausted  # declared on the broker the worker's entry point installs
+
     configure_logging("INFO", "json", log_stream)
     order_id = refunding_order(db_url)
     try:

@@ -1,4 +1,4 @@
-"""The worker as the Procfile runs it: `dramatiq workers` under the autoscaler, which serves its metrics."""
+"""The worker as the Procfile runs it: `dramatiq workers.saga.worker` under the autoscaler, which serves its metrics."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ StartWorker = Callable[..., str]
 
 @pytest.fixture
 def start_worker(db_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[StartWorker]:
-    """Start one `dramatiq workers` process (x 4 threads) under the autoscaler; returns the metrics URL."""
+    """Start one `dramatiq workers.saga.worker` process (x 4 threads) under the autoscaler; returns the metrics URL."""
     with ExitStack() as running:
 
         def start(**env: str) -> str:

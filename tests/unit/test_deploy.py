@@ -16,6 +16,7 @@ import click
 import pytest
 import typer
 import yaml
+from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
@@ -416,7 +417,7 @@ def test_the_worker_pod_supervises_one_dramatiq_process_of_8_threads_and_serves_
     options = typer.main.get_command(app).make_context("autoscale", list(arguments)).params
     assert (options["min_workers"], options["max_workers"]) == (1, 1), "one process per pod; KEDA adds pods"
     pool = WorkerPool(options["threads"], Path(options["metrics_dir"]), options["grace_s"])
-    assert pool.command[1:] == ["-m", "dramatiq", "workers", "--processes", "1", "--threads", "8"]
+    assert pool.command[1:] == ["-m", "dramatiq", "workers.saga.worker", "--processes", "1", "--threads", "8"]
     assert pool.env["dramatiq_prom_db"].startswith("/tmp/"), "the multiprocess folder must be on the writable /tmp"
     assert container_port(container, "metrics") == options["metrics_port"]
     assert options["grace_s"] < worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
@@ -526,8 +527,8 @@ def test_the_config_sets_only_settings_the_code_reads_and_the_secret_template_ho
     assert all("REPLACE_ME" in template[key] for key in ("STRIPE_API_KEY", "JWT_SECRETS", "DATABASE_URL"))
 
 
-def test_keda_scales_the_worker_deployment_on_every_queue_the_actors_use() -> None:
-    from workers.broker import broker
+def test_keda_scales_the_worker_deployment_on_every_queue_the_actors_use(saga_broker: RedisBroker) -> None:
+    broker = saga_broker
 
     (scaled,) = of_kind("ScaledObject")
     target = scaled["spec"]["scaleTargetRef"]

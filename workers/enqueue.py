@@ -1,0 +1,28 @@
+"""Send saga messages by actor name, with queues from the saga table, without importing any actor.
+
+The API, the reaper, the operator's commands and the runner send through here, on the broker their
+entry point installed (workers.broker.install).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import dramatiq
+
+from pipeline import saga
+from workers.broker import installed
+
+
+def send(actor: str, order_id: uuid.UUID | str, delay_ms: int | None = None) -> None:
+    """Enqueue `actor(order_id)`; call only after the transaction that calls for it has committed."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=saga.queue_of(actor), actor_name=actor, args=(str(order_id),), kwargs={}, options={}
+    )
+    installed().enqueue(message, delay=delay_ms)
+
+
+def start_saga(order_id: uuid.UUID | str) -> None:
+    """Hand a committed pending order to the first step of the saga."""
+    send(saga.FIRST_STEP, order_id)
