@@ -33,7 +33,7 @@ from models.schemas import PLAIN_TEXT_PATTERN, OrderCreate, OrderDetail, OrderOu
 from models.status import OrderStatus
 from pipeline.errors import OrderNotFound
 from pipeline.logs import get_logger
-from workers import dispatch
+from workers.saga import cancel
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -142,7 +142,7 @@ def cancel_order(order_id: uuid.UUID, client: Writer, database_url: DatabaseUrl)
     """Start the saga's compensations for the client's order (repeatable); 202 with the order as it now stands."""
     with unit_of_work(database_url) as session:
         load_detail(session, order_id, client)  # 404 unless the client may see it (an owner never changes)
-    dispatch.cancel_order(database_url, order_id)
+    cancel.cancel_order(database_url, order_id)
     with unit_of_work(database_url) as session:
         return load_detail(session, order_id, client)
 

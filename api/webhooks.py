@@ -23,7 +23,7 @@ from pipeline import payment_events
 from pipeline.config import Settings
 from pipeline.logs import get_logger
 from pipeline.payment_events import NotSettled, Outcome
-from workers.dispatch import send
+from workers.enqueue import send
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = get_logger(__name__)

@@ -2,7 +2,7 @@
 
 A shipment whose answer was lost is found by its idempotency key before it counts as failed; its undo
 voids it at the carrier while the carrier still allows that (before pickup). A parcel already picked
-up cannot come back: the order is then shipped, never refunded (see workers.runner).
+up cannot come back: the order is then shipped, never refunded (see workers.saga.runner).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from models.db import unit_of_work
 from models.tables import Base
 from pipeline.config import Settings
 from tests.factories import GOOD_ADDRESS, random_user
-from workers.dispatch import start_saga
+from workers.enqueue import start_saga
 
 SECRET = secrets.token_urlsafe(32)
 OLD_SECRET = secrets.token_urlsafe(32)  # still accepted: a key being rotated out

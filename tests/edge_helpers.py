@@ -14,7 +14,7 @@ from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
 from pipeline.local_providers import LocalRecorder
 from pipeline.notify import LocalNotifier
 from pipeline.payments import StripePayments
-from workers.runner import run_action, run_compensation
+from workers.saga.runner import run_action, run_compensation
 
 OPENED: list[Adapters] = []
 

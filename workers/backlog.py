@@ -17,7 +17,7 @@ import dramatiq
 import redis
 from dramatiq.errors import DecodeError
 
-from workers.deadletters import QUEUES
+from workers.operator.dead_letters import QUEUES
 
 # Delayed counts the `.DQ.msgs` hash, not the `.DQ` list: a running worker moves delayed messages
 # it will hold until their eta into its `.DQ` ack set, and they are still delayed, not in flight.

@@ -17,7 +17,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Middleware
 
 from pipeline.config import Settings
-from workers.middleware import LogContext
+from workers.saga.log_context import LogContext
 
 
 class HandingBackConsumer(_RedisConsumer):
@@ -118,7 +118,7 @@ def worker_metrics(metrics_dir: str) -> Middleware:
     """Dramatiq's Prometheus middleware without its exposition server, writing to the shared metrics folder.
 
     Every worker process would fork one on the same port; the autoscaler serves the shared folder once for
-    all of them (workers/autoscale_metrics.py). prometheus_client picks its storage at first import, so the
+    all of them (workers/autoscale/metrics.py). prometheus_client picks its storage at first import, so the
     saga's own metrics (pipeline.metrics, imported with the actors, after this) see the same folder.
     """
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)

@@ -29,7 +29,7 @@ class ChaosStack:
         self.carrier = Child("carrier", python("-m", "scripts.fake_carrier", "--port", carrier_port), env, logs)
         web = ["api.app:create_app", "--factory", "--port", api_port, "--log-level", "warning"]
         self.api = Child("api", venv_tool("uvicorn", *web), env, logs)
-        self.reaper = Child("reaper", python("-m", "workers.recovery"), env, logs)
+        self.reaper = Child("reaper", python("-m", "workers.reaper"), env, logs)
         dramatiq = venv_tool("dramatiq", "workers.saga.worker", "--processes", "1", "--threads", str(threads))
         self.workers = [Child(f"worker-{n}", dramatiq, env, logs) for n in range(workers)]
 

@@ -13,7 +13,7 @@ from rich.progress import Progress
 from scripts.orderctl.output import console, emit_json, errors, table
 
 if TYPE_CHECKING:
-    from workers.operations import Change
+    from workers.operator.actions import Change
 
 HANDFUL = 5  # bulk actions on more orders than this show a progress bar
 T = TypeVar("T")

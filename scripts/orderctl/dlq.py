@@ -16,8 +16,8 @@ from scripts.orderctl.output import console, emit_json, table
 from scripts.orderctl.servers import connect
 
 if TYPE_CHECKING:
-    from workers.deadletters import DeadLetter
-    from workers.operations import Change
+    from workers.operator.actions import Change
+    from workers.operator.dead_letters import DeadLetter
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered messages: list them, re-drive their orders, drop them.")
 
@@ -26,7 +26,7 @@ Orders = Annotated[list[str] | None, typer.Option("--order", help="Only the dead
 
 
 def letters(redis_url: str, queue: str | None, orders: list[str] | None) -> list[DeadLetter]:
-    from workers.deadletters import dead_letters
+    from workers.operator.dead_letters import dead_letters
 
     wanted = {str(order) for order in order_ids(orders or [])}
     with redis.Redis.from_url(redis_url) as client:
@@ -52,7 +52,7 @@ def dlq_list(queue: Queue = None, order: Orders = None, as_json: AsJson = False)
 def drain(action: str, queue: str | None, orders: list[str] | None, dry_run: bool, rate: float, reason: str,
           as_json: bool) -> None:  # fmt: skip
     servers = connect()
-    from workers import operations
+    from workers.operator import actions as operations
 
     found = letters(servers.redis_url, queue, orders)
     act_on = operations.requeue if action == "requeue" else operations.purge

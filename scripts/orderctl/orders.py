@@ -13,11 +13,11 @@ from scripts.orderctl.output import CliError, ago, console, emit_json, table
 from scripts.orderctl.servers import connect
 
 if TYPE_CHECKING:
-    from workers.operations import Change
+    from workers.operator.actions import Change
 
 
 def known(database_url: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    from workers.order_views import missing
+    from workers.operator.views import missing
 
     if unknown := missing(database_url, ids):
         raise CliError(f"no order {', '.join(map(str, unknown))}")
@@ -28,7 +28,7 @@ def show(order_id: Annotated[str, typer.Argument(help="The order id.")], as_json
     """An order with its lines, its payment and its timeline."""
     [parsed] = order_ids([order_id])
     servers = connect()
-    from workers.order_views import order_story
+    from workers.operator.views import order_story
 
     story = order_story(servers.database_url, parsed)
     if story is None:
@@ -51,7 +51,7 @@ def stuck(
     """Live orders that stopped moving (lease run out, or no progress), and the orders that need a person."""
     idle_s = seconds(older_than)
     servers = connect()
-    from workers.order_views import stuck as find_stuck
+    from workers.operator.views import stuck as find_stuck
 
     found = find_stuck(servers.database_url, idle_s, limit)
     if as_json:
@@ -84,7 +84,8 @@ def retry(
         raise CliError("give order ids, or --all-stuck (not both)")
     ids, idle_s = order_ids(order_id or []), seconds(older_than)
     servers = connect()
-    from workers import operations, order_views
+    from workers.operator import actions as operations
+    from workers.operator import views as order_views
 
     if all_stuck:
         ids = [uuid.UUID(row["id"]) for row in order_views.stuck(servers.database_url, idle_s, 10_000)["stuck"]]
@@ -106,7 +107,7 @@ def compensate(
     """Undo what the orders did (release stock, refund, ...) and cancel them; shipped orders are refused."""
     ids = order_ids(order_id)
     servers = connect()
-    from workers import operations
+    from workers.operator import actions as operations
 
     known(servers.database_url, ids)
 

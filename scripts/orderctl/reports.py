@@ -27,7 +27,7 @@ def stats(
     servers = connect()
     from models.status import TERMINAL_VALUES
     from workers.backlog import backlog
-    from workers.order_views import order_counts, throughput
+    from workers.operator.views import order_counts, throughput
 
     with redis.Redis.from_url(servers.redis_url) as client:
         queues = {name: asdict(depth) for name, depth in backlog(client).items()}

@@ -26,7 +26,7 @@ from scripts.devstack.processes import SOURCE_ROOT as PROJECT_ROOT
 from scripts.fake_stripe import FakeStripeServer
 from tests.factories import make_order, make_product
 from tests.saga_helpers import wait_until_terminal
-from workers.dispatch import send, start_saga
+from workers.enqueue import send, start_saga
 
 # Short enough for a test, with the same shape as production: sustained, hysteresis, cooldown.
 FAST = ["--interval", "0.25", "--sustain-up", "1", "--sustain-down", "2", "--cooldown", "1",

@@ -17,7 +17,7 @@ from scripts.fake_stripe import FakeStripeServer
 from tests.factories import make_order, make_product
 from tests.saga_helpers import wait_until_terminal
 from workers.backlog import QueueBacklog, backlog
-from workers.dispatch import send, start_saga
+from workers.enqueue import send, start_saga
 
 
 def wait_for(client: redis.Redis, queue: str, **expected: int) -> QueueBacklog:

@@ -21,7 +21,7 @@ from scripts.devstack.processes import Child, python, venv_tool
 from scripts.fake_stripe import FakeStripeServer
 from tests.factories import make_order, make_product
 from tests.saga_helpers import count, succeeded_charges, wait_until_terminal
-from workers.dispatch import send, start_saga
+from workers.enqueue import send, start_saga
 
 Start = Callable[..., Child]
 LEASE_S = 2
@@ -35,7 +35,7 @@ def start(db_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[St
     def launch(kind: str, **env: str) -> Child:
         argv = {
             "worker": venv_tool("dramatiq", "workers.saga.worker", "--processes", "1", "--threads", "4"),
-            "reaper": python("-m", "workers.recovery"),
+            "reaper": python("-m", "workers.reaper"),
         }[kind]
         settings = {"STEP_LEASE_S": str(LEASE_S), "REAPER_INTERVAL_S": "0.5", "REAPER_METRICS_PORT": str(free_port())}
         child = Child(f"{kind}-{len(children)}", argv, os.environ | settings | env, tmp_path).start()

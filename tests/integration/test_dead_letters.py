@@ -12,9 +12,9 @@ from tenacity import Retrying, stop_after_delay, wait_fixed
 from scripts.fake_stripe import FakeStripeServer
 from tests.factories import make_order, make_product
 from tests.saga_helpers import wait_until_terminal
-from workers.deadletters import DeadLetter, dead_letters
-from workers.dispatch import send
-from workers.operations import requeue
+from workers.enqueue import send
+from workers.operator.actions import requeue
+from workers.operator.dead_letters import DeadLetter, dead_letters
 
 
 def wait_for_dead_letters(client: redis.Redis, n: int) -> list[DeadLetter]:

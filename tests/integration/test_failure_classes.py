@@ -13,7 +13,7 @@ from scripts.fake_stripe import FakeStripeServer
 from tests.edge_helpers import adapters_for, order_row, rows, run_steps, run_undos
 from tests.factories import make_order, make_product
 from tests.saga_helpers import count, queued, stock
-from workers.runner import run_action
+from workers.saga.runner import run_action
 
 
 def test_a_constraint_violation_is_not_retried_and_the_order_is_compensated_at_once(

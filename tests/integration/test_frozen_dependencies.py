@@ -132,7 +132,7 @@ def stack() -> Iterator[Stack]:
         commands = {
             "api": venv_tool("uvicorn", "api.app:create_app", "--factory", "--port", str(port), "--log-level", "error"),
             "worker": venv_tool("dramatiq", "workers.saga.worker", "--processes", "1", "--threads", "4"),
-            "reaper": python("-m", "workers.recovery"),
+            "reaper": python("-m", "workers.reaper"),
         }  # fmt: skip
         for name, argv in commands.items():
             stack.children[name] = Child(name, argv, env, root / "logs").start()

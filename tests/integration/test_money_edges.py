@@ -27,9 +27,9 @@ from tests.edge_helpers import adapters_for, intent_of, order_row, payment_row, 
 from tests.factories import make_order, make_product
 from tests.integration.test_webhooks import SECRET, signature, webhook_app
 from tests.saga_helpers import queued, stock
-from workers.dispatch import cancel_order
-from workers.operations import retry
-from workers.recovery import refund_late_charges
+from workers.operator.actions import retry
+from workers.reaper import refund_late_charges
+from workers.saga.cancel import cancel_order
 
 Stack = tuple[str, FakeStripeServer, FakeCarrierServer]
 

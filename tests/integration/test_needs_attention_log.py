@@ -17,7 +17,7 @@ from pipeline.errors import PermanentError, RefundFailed
 from pipeline.logs import configure_logging
 from tests.edge_helpers import order_row
 from tests.factories import make_order, make_product
-from workers.runner import give_up, needs_attention
+from workers.saga.runner import give_up, needs_attention
 
 
 def refunding_order(db_url: str) -> uuid.UUID:
@@ -44,7 +44,9 @@ def refund_crashes() -> None:
 def test_a_compensation_out_of_retries_logs_the_traceback_of_its_last_attempt(
     db_url: str, log_stream: io.StringIO, saga_broker: dramatiq.Broker
 ) -> None:
-    from workers.compensations import saga_exhausted  # declared on the broker the worker's entry point installs
+    from workers.saga.compensation_actors import (
+        saga_exhausted,  # declared on the broker the worker's entry point installs
+    )
 
     configure_logging("INFO", "json", log_stream)
     order_id = refunding_order(db_url)

@@ -24,9 +24,9 @@ from scripts.fake_stripe import FakeStripeServer
 from scripts.orderctl import CliError, app
 from tests.factories import GOOD_ADDRESS, make_order, make_product
 from tests.saga_helpers import queued, stock, succeeded_charges, timeline, wait_until_terminal
-from workers.deadletters import dead_letters
-from workers.dispatch import send, start_saga
-from workers.runner import run_action
+from workers.enqueue import send, start_saga
+from workers.operator.dead_letters import dead_letters
+from workers.saga.runner import run_action
 
 
 def orderctl(*args: str) -> Result:

@@ -18,9 +18,9 @@ from models.status import OrderStatus
 from pipeline import saga
 from tests.factories import make_order, make_product
 from tests.saga_helpers import count, queued, stock, wait_until_terminal
-from workers.dispatch import send
-from workers.recovery import Policy, sweep
-from workers.runner import run_action
+from workers.enqueue import send
+from workers.reaper import Policy, sweep
+from workers.saga.runner import run_action
 
 LEASE_S = 30.0
 POLICY = Policy(lease_s=LEASE_S, max_redeliveries=5, reservation_ttl_s=900)

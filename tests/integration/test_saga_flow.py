@@ -9,7 +9,7 @@ from scripts.fake_carrier import FakeCarrierServer
 from scripts.fake_stripe import FakeStripeServer
 from tests.factories import UNDELIVERABLE_ADDRESS, make_order, make_product
 from tests.saga_helpers import count, stock, succeeded_charges, timeline, wait_until_terminal
-from workers.dispatch import start_saga
+from workers.enqueue import start_saga
 
 
 def deliveries(db_url: str, order_id: object, provider: str, kind: str | None = None) -> int:

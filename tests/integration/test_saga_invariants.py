@@ -11,7 +11,7 @@ from pipeline.audit import audit, violations_only
 from scripts.fake_stripe import FakeStripeServer
 from tests.factories import UNDELIVERABLE_ADDRESS, make_order, make_product
 from tests.saga_helpers import count, stock, succeeded_charges, wait_until_terminal
-from workers.dispatch import send, start_saga
+from workers.enqueue import send, start_saga
 
 
 def effects(db_url: str, order_id: uuid.UUID) -> dict[str, int]:

@@ -16,7 +16,7 @@ from scripts.fake_stripe import FakeStripeServer
 from tests.edge_helpers import adapters_for, order_row, run_steps, run_undos
 from tests.factories import GOOD_ADDRESS, make_order, make_product
 from tests.saga_helpers import stock
-from workers.dispatch import cancel_order
+from workers.saga.cancel import cancel_order
 
 ITEMS = [{"productId": "p-1", "quantity": 1}]
 UP_TO_NOTIFIED = ("reserve_stock", "charge_payment", "confirm", "notify")

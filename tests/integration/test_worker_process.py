@@ -16,7 +16,7 @@ from scripts.fake_stripe import FakeStripeServer
 from tests.factories import make_order, make_product
 from tests.integration.test_autoscaler import autoscaler
 from tests.saga_helpers import succeeded_charges, timeline, wait_until_terminal
-from workers.dispatch import start_saga
+from workers.enqueue import start_saga
 
 StartWorker = Callable[..., str]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.autoscale_policy import Policy, Sample, Scaler, decide
+from workers.autoscale.policy import Policy, Sample, Scaler, decide
 
 POLICY = Policy(
     min_workers=1, max_workers=4, up_backlog=16, down_backlog=4, up_age_s=10,

@@ -36,7 +36,7 @@ ARTEFACTS = [
     "deploy/grafana/orderflow.json", "deploy/secrets.example.yaml", "docs/runbook.md", "docs/architecture.md",
     *(f"deploy/k8s/{name}.yaml" for name in ("api", "worker", "reaper", "migrate-job", "keda-scaledobject", "config")),
 ]  # fmt: skip
-AUTOSCALER_MODULES = ("workers.autoscale_metrics", "workers.autoscale")
+AUTOSCALER_MODULES = ("workers.autoscale.metrics", "workers.autoscale.supervisor")
 SETTINGS_ENV = {field.upper() for field in Settings.model_fields}
 
 METRIC_NAME = re.compile(r"\b(?:orderflow|dramatiq)_[A-Za-z0-9_]+")
@@ -405,8 +405,8 @@ def test_the_api_is_ready_on_readyz_and_alive_on_healthz_routes_that_exist() -> 
 
 
 def test_the_worker_pod_supervises_one_dramatiq_process_of_8_threads_and_serves_its_metrics() -> None:
-    from workers.autoscale import main
-    from workers.autoscale_pool import WorkerPool
+    from workers.autoscale.pool import WorkerPool
+    from workers.autoscale.supervisor import main
 
     worker = the("Deployment", "orderflow-worker")
     container = the_container(worker)
@@ -431,8 +431,8 @@ def test_the_reaper_runs_the_recovery_module_once_with_its_metrics_port() -> Non
     reaper = the("Deployment", "orderflow-reaper")
     container = the_container(reaper)
     assert reaper["spec"]["replicas"] == 1
-    assert container["command"] == ["python", "-m", "workers.recovery"]
-    source = (ROOT / "workers" / "recovery.py").read_text()
+    assert container["command"] == ["python", "-m", "workers.reaper"]
+    source = (ROOT / "workers" / "reaper.py").read_text()
     assert "def main(" in source and 'if __name__ == "__main__":' in source
     (config_map,) = of_kind("ConfigMap")
     env = config_map["data"] | env_of(container)
@@ -696,3 +696,16 @@ def test_every_metric_the_alerts_use_is_exported(exported: set[str]) -> None:
     expressions = [rule["expr"] for rule in alert_rules()]
     assert expressions
     assert unexported(expressions, exported) == set()
+
+
+# ---- The docs name files that exist ----------------------------------------------------------------------
+SOURCE_PATH = re.compile(r"(?<![\w./-])((?:api|pipeline|workers|models|scripts|tests|deploy|docs)/[\w/.-]*\w)")
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/architecture.md", "docs/runbook.md"])
+def test_every_source_path_a_document_names_exists(document: str) -> None:
+    # `deploy/orderflow-reaper` and the like are kubectl's names for Deployments, not paths.
+    named = {path for path in SOURCE_PATH.findall((ROOT / document).read_text()) if "/orderflow-" not in path}
+
+    assert named, "the pattern no longer finds paths"
+    assert sorted(path for path in named if not (ROOT / path).exists()) == []

@@ -13,7 +13,12 @@ import sys
 
 import pytest
 
-ACTOR_MODULES = {"workers.actors", "workers.steps", "workers.compensations", "workers.saga.worker"}
+ACTOR_MODULES = {
+    "workers.saga.actors",
+    "workers.saga.step_actors",
+    "workers.saga.compensation_actors",
+    "workers.saga.worker",
+}
 PROBE = """
 import json, sys, dramatiq.broker
 for name in sys.argv[1:]:
@@ -43,7 +48,7 @@ def test_the_api_and_the_autoscaler_load_no_actor_no_stripe_and_no_broker(entry:
 
 
 def test_the_reaper_loads_no_actor_and_builds_no_broker_until_its_main_runs() -> None:
-    modules, broker = imported_by("workers.recovery")
+    modules, broker = imported_by("workers.reaper")
 
     assert not modules & ACTOR_MODULES
     assert not broker

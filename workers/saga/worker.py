@@ -15,6 +15,6 @@ _settings = get_settings()
 configure_logging(_settings.log_level, _settings.log_format)
 broker = install(_settings)
 
-from workers import compensations, steps  # noqa: E402  (declared on the broker installed above)
+from workers.saga import compensation_actors, step_actors  # noqa: E402  (declared on the broker installed above)
 
-__all__ = ["broker", "compensations", "steps"]
+__all__ = ["broker", "compensation_actors", "step_actors"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from workers.actors import saga_actor
-from workers.runner import run_action
+from workers.saga.actors import saga_actor
+from workers.saga.runner import run_action
 
 
 @saga_actor("reserve_stock")

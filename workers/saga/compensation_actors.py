@@ -6,9 +6,9 @@ from typing import Any
 
 import dramatiq
 
-from workers.actors import saga_actor
 from workers.broker import installed
-from workers.runner import exhausted, run_compensation
+from workers.saga.actors import saga_actor
+from workers.saga.runner import exhausted, run_compensation
 
 
 @saga_actor("release_stock")

@@ -41,7 +41,7 @@ class WorkerPool:
         target = "workers.saga.worker"  # the worker's entry point: installs the broker, declares the actors
         self.command = [sys.executable, "-m", "dramatiq", target, "--processes", "1", "--threads", str(threads)]
         # Workers write their metrics into the folder through Dramatiq's variable (workers/broker.py);
-        # the autoscaler itself keeps PROMETHEUS_MULTIPROC_DIR unset (workers/autoscale_metrics.py).
+        # the autoscaler itself keeps PROMETHEUS_MULTIPROC_DIR unset (workers/autoscale/metrics.py).
         self.env = os.environ | {"dramatiq_prom_db": str(metrics_dir)}
         self.grace_s = grace_s
         self.active: list[subprocess.Popen[bytes]] = []

@@ -1,6 +1,6 @@
 """The read side of `orderctl`: an order's story, the stuck ones, counts per status, throughput.
 
-Plain data for an operator to look at; nothing here changes an order (the actions are in `workers.operations`).
+Plain data for an operator to look at; nothing here changes an order (the actions are in `workers.operator.actions`).
 """
 
 from __future__ import annotations

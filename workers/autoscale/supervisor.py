@@ -1,8 +1,8 @@
 """The worker supervisor: runs `dramatiq workers.saga.worker` processes between --min and --max by queue backlog.
 
 `python -m workers.autoscale` is the Procfile's worker line. Every interval it restarts workers that
-died, reads the backlog, lets the policy (workers/autoscale_policy.py) decide, and starts or stops
-workers to match; it serves every worker's metrics and its own on one port (workers/autoscale_metrics.py).
+died, reads the backlog, lets the policy (workers/autoscale/policy.py) decide, and starts or stops
+workers to match; it serves every worker's metrics and its own on one port (workers/autoscale/metrics.py).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typer import Option
 
 from pipeline.config import get_settings
 from pipeline.logs import configure_logging
-from workers import autoscale_metrics as metrics
-from workers.autoscale_policy import Decision, Policy, Sample, Scaler
-from workers.autoscale_pool import WorkerPool
+from workers.autoscale import metrics
+from workers.autoscale.policy import Decision, Policy, Sample, Scaler
+from workers.autoscale.pool import WorkerPool
 from workers.backlog import backlog
 
 log = structlog.get_logger("orderflow.autoscaler")
@@ -147,7 +147,3 @@ def main(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     run(policy, options, stop)
-
-
-if __name__ == "__main__":
-    typer.run(main)

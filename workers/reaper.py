@@ -33,9 +33,9 @@ from pipeline.order_store import extend_leases
 from pipeline.payment_events import refund_kept_money
 from workers.backlog import backlog
 from workers.broker import install, installed
-from workers.dispatch import send
-from workers.order_views import order_counts
-from workers.runner import fail, give_up
+from workers.enqueue import send
+from workers.operator.views import order_counts
+from workers.saga.runner import fail, give_up
 
 log = structlog.get_logger("orderflow.reaper")
 LIVE = Order.status.not_in(TERMINAL_VALUES)

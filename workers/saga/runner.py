@@ -29,8 +29,8 @@ from pipeline.order_store import (
 )
 from pipeline.shipping_steps import record_shipped
 from pipeline.steps import ACTIONS, COMPENSATIONS
-from workers.dispatch import send
-from workers.step_records import error_info, finished, message_info, observe, record_retry
+from workers.enqueue import send
+from workers.saga.step_records import error_info, finished, message_info, observe, record_retry
 
 log = structlog.get_logger("orderflow.saga")
 

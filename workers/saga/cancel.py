@@ -1,4 +1,4 @@
-"""Start a cancel (the sending itself is workers.enqueue, re-exported here for its callers)."""
+"""A customer's or an operator's cancel: start compensating an order that has not shipped."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from pipeline import saga
 from pipeline.config import get_settings
 from pipeline.errors import OrderAlreadyShipped
 from pipeline.order_store import begin_compensation, lock_order, record
-from workers.enqueue import send, start_saga
-
-__all__ = ["cancel_order", "send", "start_saga"]
+from workers.enqueue import send
 
 
 def cancel_order(database_url: str, order_id: uuid.UUID | str, reason: str = "CANCELLED_BY_REQUEST") -> OrderStatus:

@@ -1,7 +1,7 @@
 """Dead-lettered messages: what Dramatiq gave up on, by queue with order ids.
 
 Dramatiq's Redis broker keeps them in `<namespace>:<queue>.XQ` (a sorted set by time) with their
-bodies in `<namespace>:<queue>.XQ.msgs`. Re-driving (`workers.operations.requeue`) does not replay
+bodies in `<namespace>:<queue>.XQ.msgs`. Re-driving (`workers.operator.actions.requeue`) does not replay
 the stale message: it re-sends the order's due actor from its recorded state, like `retry`.
 """
 

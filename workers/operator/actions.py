@@ -22,8 +22,9 @@ from pipeline import saga
 from pipeline.config import get_settings
 from pipeline.errors import OrderAlreadyShipped
 from pipeline.order_store import LockedOrder, advance, lease_until, lock_order, record, update_order
-from workers.deadletters import DeadLetter, forget
-from workers.dispatch import cancel_order, send
+from workers.enqueue import send
+from workers.operator.dead_letters import DeadLetter, forget
+from workers.saga.cancel import cancel_order
 
 CANCEL_REASON = "CANCELLED_BY_OPERATOR"
 
