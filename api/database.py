@@ -44,9 +44,13 @@ async def intake_pool(database_url: str, budget_s: float) -> AsyncIterator[Async
     """
     options = f"-c statement_timeout={math.ceil(budget_s * 1000)}"
     pool = AsyncConnectionPool(
-        libpq_url(database_url), min_size=1, max_size=POOL_SIZE, open=False, timeout=budget_s,
+        libpq_url(database_url),
+        min_size=1,
+        max_size=POOL_SIZE,
+        open=False,
+        timeout=budget_s,
         kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(budget_s)), "options": options},
-    )  # fmt: skip
+    )
     await pool.open()
     try:
         yield pool
@@ -78,8 +82,9 @@ async def read_within(work: Coroutine[Any, Any, T], budget_s: float) -> T:
     task = await waited(work, budget_s)
     if not task.done():
         task.cancel()  # psycopg cancels the query in the background and drops its connection
-        raise ApiError(503, "NOT_READY", "the database did not answer in time; retry shortly",
-                       headers={"Retry-After": "1"})  # fmt: skip
+        raise ApiError(
+            503, "NOT_READY", "the database did not answer in time; retry shortly", headers={"Retry-After": "1"}
+        )
     return task.result()
 
 

@@ -27,9 +27,14 @@ StartSaga = Callable[[uuid.UUID], Awaitable[None]]
 
 
 async def place_in_time(
-    pool: AsyncConnectionPool, client_id: str, key: str, body: OrderCreate, settings: Settings,
-    metrics: ApiMetrics, start: StartSaga,
-) -> Placed:  # fmt: skip
+    pool: AsyncConnectionPool,
+    client_id: str,
+    key: str,
+    body: OrderCreate,
+    settings: Settings,
+    metrics: ApiMetrics,
+    start: StartSaga,
+) -> Placed:
     """The placement's answer if Postgres gives it within the budget; 503 NOT_READY otherwise.
 
     Waiting for a connection counts against the budget too: a pool that cannot hand one out in time (every
@@ -44,13 +49,20 @@ async def place_in_time(
     if not task.done():  # its transaction may still commit
         keep(asyncio.ensure_future(settle_late(task, order_id, metrics, start)))
     metrics.intake_not_ready.inc()
-    log.warning("intake.postgres_hung", order_id=str(order_id), client_id=client_id, idempotency_key=key,
-                waited_for="a connection" if no_connection else "an answer",
-                budget_s=settings.intake_db_budget_s)  # fmt: skip
+    log.warning(
+        "intake.postgres_hung",
+        order_id=str(order_id),
+        client_id=client_id,
+        idempotency_key=key,
+        waited_for="a connection" if no_connection else "an answer",
+        budget_s=settings.intake_db_budget_s,
+    )
     raise ApiError(
-        503, "NOT_READY", "the database did not answer in time; retry with the same Idempotency-Key",
+        503,
+        "NOT_READY",
+        "the database did not answer in time; retry with the same Idempotency-Key",
         headers={"Retry-After": "1"},
-    )  # fmt: skip
+    )
 
 
 async def settle_late(task: asyncio.Task[Placed], order_id: uuid.UUID, metrics: ApiMetrics, start: StartSaga) -> None:

@@ -57,8 +57,9 @@ async def admitted(
     try:
         if credentials is None:
             raise InvalidToken("a bearer token is required", "missing")
-        client = authenticate(credentials.credentials, request.app.state.jwt_keys, settings.jwt_audience,
-                              settings.jwt_issuer)  # fmt: skip
+        client = authenticate(
+            credentials.credentials, request.app.state.jwt_keys, settings.jwt_audience, settings.jwt_issuer
+        )
     except InvalidToken as error:
         failure = error
     decision: Decision = await request.app.state.admission.admit(address, client.id if client else None)
@@ -68,8 +69,13 @@ async def admitted(
     if failure is not None:
         metrics.auth_failures.labels(failure.reason).inc()
         if decision.emptied:  # logged at most once per refill per address
-            log.warning("auth_failures_throttled", address=address, reason=failure.reason,
-                        per_min=settings.auth_failures_per_min, burst=settings.auth_failures_burst)  # fmt: skip
+            log.warning(
+                "auth_failures_throttled",
+                address=address,
+                reason=failure.reason,
+                per_min=settings.auth_failures_per_min,
+                burst=settings.auth_failures_burst,
+            )
         raise ApiError(401, "UNAUTHORIZED", str(failure), headers=CHALLENGE)
     if decision.verdict is Verdict.CLIENT_LIMITED:
         raise too_many(decision, "too many requests")

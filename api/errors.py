@@ -63,8 +63,10 @@ def error_response(
 
 def validation_details(errors: Any) -> list[dict[str, Any]]:
     """Pydantic's errors without the echoed input or non-JSON context: where, what, which rule."""
-    return [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
-            for e in errors]  # fmt: skip
+    return [
+        {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in errors
+    ]
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:

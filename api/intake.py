@@ -97,9 +97,14 @@ async def place_order(
 
 
 async def insert_new(
-    connection: AsyncConnection, client_id: str, key: str, digest: str, body: OrderCreate, lease_s: float,
+    connection: AsyncConnection,
+    client_id: str,
+    key: str,
+    digest: str,
+    body: OrderCreate,
+    lease_s: float,
     order_id: uuid.UUID,
-) -> Placed | None:  # fmt: skip
+) -> Placed | None:
     """The new order, priced and written in one transaction; None if the key row exists (nothing is written)."""
     async with connection.transaction():
         now, catalogue = await prices(connection, body)
@@ -108,11 +113,21 @@ async def insert_new(
         assert now is not None  # priced lines come from at least one catalogue row
         document = placed_order_out(order_id, body, lines, now).model_dump(mode="json")
         inserted = await order_store.place_order(
-            connection, client_id=client_id, key=key, request_hash=digest, order_id=order_id, response_body=document,
-            user_id=body.user_id, currency=body.currency, total_cents=document["totalAmount"],
-            payment_method_id=body.payment_method_id, shipping_address=document["shippingAddress"], lines=lines,
-            created_at=now, lease_s=lease_s,
-        )  # fmt: skip
+            connection,
+            client_id=client_id,
+            key=key,
+            request_hash=digest,
+            order_id=order_id,
+            response_body=document,
+            user_id=body.user_id,
+            currency=body.currency,
+            total_cents=document["totalAmount"],
+            payment_method_id=body.payment_method_id,
+            shipping_address=document["shippingAddress"],
+            lines=lines,
+            created_at=now,
+            lease_s=lease_s,
+        )
     return Placed(201, document, order_id, replayed=False) if inserted else None
 
 
@@ -129,16 +144,21 @@ def priced_lines(body: OrderCreate, catalogue: dict[uuid.UUID, tuple[int, str]])
     """Order lines at catalogue prices; 422 if a product is unknown, in another currency, or priced differently."""
     missing = [str(item.product_id) for item in body.items if item.product_id not in catalogue]
     if missing:
-        raise ApiError(422, "PRODUCT_NOT_FOUND", "the order names products that are not in the catalogue",
-                       {"productIds": missing})  # fmt: skip
+        raise ApiError(
+            422, "PRODUCT_NOT_FOUND", "the order names products that are not in the catalogue", {"productIds": missing}
+        )
     foreign = [
         {"productId": str(product_id), "currency": currency}
         for product_id, (_, currency) in catalogue.items()
         if currency != body.currency
     ]
     if foreign:
-        raise ApiError(422, "CURRENCY_MISMATCH", f"every product must be sold in {body.currency}",
-                       {"currency": body.currency, "products": foreign})  # fmt: skip
+        raise ApiError(
+            422,
+            "CURRENCY_MISMATCH",
+            f"every product must be sold in {body.currency}",
+            {"currency": body.currency, "products": foreign},
+        )
     wrong = [
         {"productId": str(item.product_id), "price": item.price, "catalogPrice": catalogue[item.product_id][0]}
         for item in body.items
@@ -153,8 +173,12 @@ def check_chargeable(currency: str, lines: list[Line]) -> None:
     """422 AMOUNT_TOO_SMALL if the priced total is under the provider's minimum charge in the currency."""
     total, minimum = sum(line.quantity * line.unit_price_cents for line in lines), minimum_charge(currency)
     if total < minimum:
-        raise ApiError(422, "AMOUNT_TOO_SMALL", f"an order in {currency} must total at least {minimum} minor units",
-                       {"minimumAmount": minimum, "currency": currency, "totalAmount": total})  # fmt: skip
+        raise ApiError(
+            422,
+            "AMOUNT_TOO_SMALL",
+            f"an order in {currency} must total at least {minimum} minor units",
+            {"minimumAmount": minimum, "currency": currency, "totalAmount": total},
+        )
 
 
 async def find_key(connection: AsyncConnection, client_id: str, key: str) -> StoredKey | None:
@@ -167,9 +191,11 @@ def replay(stored: StoredKey, key: str, digest: str) -> Placed:
     """The stored response if the body is the same as the first time; 409 IDEMPOTENCY_KEY_REUSED otherwise."""
     if stored.request_hash != digest or stored.order_id is None:
         raise ApiError(
-            409, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request body",
+            409,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was used with a different request body",
             {"idempotencyKey": key, "orderId": str(stored.order_id)},
-        )  # fmt: skip
+        )
     return Placed(200, stored.response_body, stored.order_id, replayed=True)
 
 

@@ -30,13 +30,18 @@ class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "orderflow_http_requests_total", "HTTP requests answered.", ["method", "route", "status"],
+            "orderflow_http_requests_total",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
-            "orderflow_http_request_duration_seconds", "Time to answer an HTTP request.", ["method", "route"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "orderflow_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.orders_accepted = Counter(
             "orderflow_orders_accepted_total",
             "Orders written as pending (replays not counted).",
@@ -48,9 +53,11 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.auth_failures = Counter(
-            "orderflow_auth_failures_total", "Requests refused 401, by why the token was refused.", ["reason"],
+            "orderflow_auth_failures_total",
+            "Requests refused 401, by why the token was refused.",
+            ["reason"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         for reason in FAILURE_REASONS:  # every series exists from the start, so rate() sees the first failure
             self.auth_failures.labels(reason)
         self.auth_throttled = Counter(

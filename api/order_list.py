@@ -37,9 +37,14 @@ CONDITIONS = {
 
 
 async def order_rows(
-    pool: AsyncConnectionPool, rows: int, *, client_id: str | None, status: str | None, user_id: str | None,
+    pool: AsyncConnectionPool,
+    rows: int,
+    *,
+    client_id: str | None,
+    status: str | None,
+    user_id: str | None,
     after: tuple[datetime, uuid.UUID] | None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Up to `rows` orders (newest first) of one client (None: every client) after a position, with their lines."""
     params: dict[str, Any] = {"rows": rows, "client_id": client_id, "status": status, "user_id": user_id}
     if after is not None:

@@ -61,9 +61,14 @@ UNPLACEABLE = error(
     summary="Place an order (requires Idempotency-Key)",
 )
 async def create_order(
-    request: Request, client: Writer, key: IdempotencyKey, body: OrderCreate, settings: SettingsDep,
-    pool: IntakePool, enqueue: Enqueue,
-) -> JSONResponse:  # fmt: skip
+    request: Request,
+    client: Writer,
+    key: IdempotencyKey,
+    body: OrderCreate,
+    settings: SettingsDep,
+    pool: IntakePool,
+    enqueue: Enqueue,
+) -> JSONResponse:
     """Price the order from the catalogue, write it as pending, start its saga; a repeated key replays."""
     check_limits(body, settings)
 
@@ -99,14 +104,25 @@ def get_order(order_id: uuid.UUID, client: Reader, database_url: DatabaseUrl) ->
 
 @router.get("", response_model=Page[OrderOut], summary="List orders, newest first")
 async def list_orders(
-    request: Request, client: Reader, pool: IntakePool, settings: SettingsDep, _: NoOffset, limit: Limit = 20,
-    cursor: Cursor = None, status: OrderStatus | None = None, user_id: UserFilter = None,
-) -> JSONResponse:  # fmt: skip
+    request: Request,
+    client: Reader,
+    pool: IntakePool,
+    settings: SettingsDep,
+    _: NoOffset,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    status: OrderStatus | None = None,
+    user_id: UserFilter = None,
+) -> JSONResponse:
     """A page of the client's orders (newest first, ties by id), optionally of one status and/or one user."""
     reading = order_rows(
-        pool, limit + 1, client_id=owner_of_visible(client), status=status, user_id=user_id,
+        pool,
+        limit + 1,
+        client_id=owner_of_visible(client),
+        status=status,
+        user_id=user_id,
         after=order_position(cursor) if cursor is not None else None,
-    )  # fmt: skip
+    )
     rows = await read_within(reading, settings.intake_db_budget_s)
     return page(request, rows, limit, lambda row: (row["created_at"].isoformat(), str(row["id"])), order_document)
 

@@ -46,12 +46,21 @@ def invalid_cursor() -> ApiError:
 async def no_offset(request: Request) -> None:
     """422 for the retired `offset` parameter, rather than silently answering the first page."""
     if "offset" in request.query_params:
-        raise ApiError(422, "VALIDATION_ERROR", "offset paging is gone: follow `next`, or pass `cursor`",
-                       [{"loc": ["query", "offset"], "msg": "use cursor", "type": "unsupported"}])  # fmt: skip
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            "offset paging is gone: follow `next`, or pass `cursor`",
+            [{"loc": ["query", "offset"], "msg": "use cursor", "type": "unsupported"}],
+        )
 
 
-def page(request: Request, rows: Sequence[T], limit: int, key: Callable[[T], Sequence[str]],
-         render: Callable[[T], dict[str, Any]]) -> JSONResponse:  # fmt: skip
+def page(
+    request: Request,
+    rows: Sequence[T],
+    limit: int,
+    key: Callable[[T], Sequence[str]],
+    render: Callable[[T], dict[str, Any]],
+) -> JSONResponse:
     """The first `limit` rows as a Page document; the query fetched one more to know whether a next page exists.
 
     Written straight to JSON: the documents are built by api/views.py, and the schemathesis test holds them to

@@ -51,9 +51,12 @@ def get_product(product_id: uuid.UUID, client: Reader, database_url: DatabaseUrl
 
 
 @router.post(
-    "", status_code=201, response_model=ProductOut, summary="Add a product",
+    "",
+    status_code=201,
+    response_model=ProductOut,
+    summary="Add a product",
     responses={**WITH_BODY, 409: error("SKU_ALREADY_EXISTS")},
-)  # fmt: skip
+)
 def create_product(body: ProductCreate, client: Admin, database_url: DatabaseUrl, response: Response) -> ProductOut:
     """Add a product with its initial stock on the shelf; 409 SKU_ALREADY_EXISTS if the sku is taken."""
     with transaction(database_url) as connection:

@@ -11,33 +11,35 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 FALLBACK_MESSAGE = "The step failed; the shop can look up the details."
-PUBLIC_MESSAGES: Mapping[str, str] = MappingProxyType({
-    "OUT_OF_STOCK": "Not enough stock for an item in the order.",
-    "PAYMENT_DECLINED": "The payment was declined.",
-    "PAYMENT_IN_DOUBT": "The payment's outcome is being confirmed with the provider.",
-    "PAYMENT_PENDING": "The payment is still pending with the provider.",
-    "PAYMENT_REJECTED": "The payment provider refused the request.",
-    "PAYMENT_PROVIDER_AUTH": "The shop's payment setup needs attention.",
-    "PAYMENT_REFUNDED": "The payment was refunded.",
-    "PAYMENT_DISPUTED": "The payment is disputed.",
-    "PAYMENT_DISPUTE_LOST": "The payment was taken back after a dispute.",
-    "REFUND_PENDING": "The refund is being processed.",
-    "REFUND_FAILED": "The refund could not be completed; the shop will follow up.",
-    "SHIPPING_REJECTED": "The carrier cannot deliver to this address.",
-    "CARRIER_REJECTED": "The carrier refused the shipment.",
-    "SHIPMENT_IN_DOUBT": "The shipment's status is being confirmed with the carrier.",
-    "SHIPMENT_PICKED_UP": "The carrier has already picked up the parcel.",
-    "RESERVATION_EXPIRED": "The stock reservation expired before the payment.",
-    "RETRIES_EXHAUSTED": "The step kept failing and was given up.",
-    "REDELIVERY_LIMIT": "The step could not be completed and was given up.",
-    "TRANSIENT_ERROR": "A temporary problem interrupted the step.",
-    "DATABASE_ERROR": "A problem in the shop's systems stopped the step.",
-    "INTERNAL_ERROR": "The step hit an internal error.",
-    "COMPENSATION_FAILED": "Undoing the order needs the shop's attention.",
-    "ILLEGAL_TRANSITION": "The order was not in a state that allows this step.",
-    "CANCELLED_BY_REQUEST": "The order was cancelled on request.",
-    "CANCELLED_BY_OPERATOR": "The order was cancelled by the shop.",
-})  # fmt: skip
+PUBLIC_MESSAGES: Mapping[str, str] = MappingProxyType(
+    {
+        "OUT_OF_STOCK": "Not enough stock for an item in the order.",
+        "PAYMENT_DECLINED": "The payment was declined.",
+        "PAYMENT_IN_DOUBT": "The payment's outcome is being confirmed with the provider.",
+        "PAYMENT_PENDING": "The payment is still pending with the provider.",
+        "PAYMENT_REJECTED": "The payment provider refused the request.",
+        "PAYMENT_PROVIDER_AUTH": "The shop's payment setup needs attention.",
+        "PAYMENT_REFUNDED": "The payment was refunded.",
+        "PAYMENT_DISPUTED": "The payment is disputed.",
+        "PAYMENT_DISPUTE_LOST": "The payment was taken back after a dispute.",
+        "REFUND_PENDING": "The refund is being processed.",
+        "REFUND_FAILED": "The refund could not be completed; the shop will follow up.",
+        "SHIPPING_REJECTED": "The carrier cannot deliver to this address.",
+        "CARRIER_REJECTED": "The carrier refused the shipment.",
+        "SHIPMENT_IN_DOUBT": "The shipment's status is being confirmed with the carrier.",
+        "SHIPMENT_PICKED_UP": "The carrier has already picked up the parcel.",
+        "RESERVATION_EXPIRED": "The stock reservation expired before the payment.",
+        "RETRIES_EXHAUSTED": "The step kept failing and was given up.",
+        "REDELIVERY_LIMIT": "The step could not be completed and was given up.",
+        "TRANSIENT_ERROR": "A temporary problem interrupted the step.",
+        "DATABASE_ERROR": "A problem in the shop's systems stopped the step.",
+        "INTERNAL_ERROR": "The step hit an internal error.",
+        "COMPENSATION_FAILED": "Undoing the order needs the shop's attention.",
+        "ILLEGAL_TRANSITION": "The order was not in a state that allows this step.",
+        "CANCELLED_BY_REQUEST": "The order was cancelled on request.",
+        "CANCELLED_BY_OPERATOR": "The order was cancelled by the shop.",
+    }
+)
 # How the saga writes last_error: "CODE: text", or "<compensation>: CODE: text" when an undo parks the order.
 LEADING_CODE = re.compile(r"^(?:[a-z][a-z0-9_]*: )?([A-Z][A-Z0-9_]*)(?::|$)")
 

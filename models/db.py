@@ -29,9 +29,12 @@ def engine_for(url: str, pool_size: int = POOL_SIZE) -> Engine:
     with _engines_lock:
         if (url, pool_size) not in _engines:
             _engines[url, pool_size] = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size // 2, pool_recycle=1800,
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size // 2,
+                pool_recycle=1800,
                 connect_args={"connect_timeout": 5},
-            )  # fmt: skip
+            )
         return _engines[url, pool_size]
 
 

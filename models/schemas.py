@@ -40,9 +40,12 @@ class InDocument(BaseModel):
     """A request body: camelCase keys only, unknown keys rejected, surrounding whitespace stripped."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_alias=True, validate_by_name=False, extra="forbid",
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra="forbid",
         str_strip_whitespace=True,
-    )  # fmt: skip
+    )
 
 
 class OutDocument(BaseModel):

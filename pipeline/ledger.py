@@ -64,9 +64,12 @@ def refund_key(order: LockedOrder, amount_cents: int) -> str:
 def open_charge(database_url: str, order: LockedOrder) -> tuple[LedgerEntry, bool]:
     """The order's payment row, created as `started` if new; returns (row, created_now)."""
     new_row = {
-        "order_id": order.id, "idempotency_key": charge_key(order), "amount_cents": order.total_cents,
-        "currency": order.currency, "status": PaymentStatus.STARTED.value,
-    }  # fmt: skip
+        "order_id": order.id,
+        "idempotency_key": charge_key(order),
+        "amount_cents": order.total_cents,
+        "currency": order.currency,
+        "status": PaymentStatus.STARTED.value,
+    }
     with transaction(database_url) as connection:
         created = connection.execute(_OPEN, new_row).first()
         if created is not None:  # the common case: one statement, no read-back
@@ -142,11 +145,18 @@ def sync_refunds(database_url: str, payment_id: uuid.UUID, found: list[Refund], 
 def record_refund(connection: Connection, payment_id: uuid.UUID, refund: Refund, key: str | None = None) -> None:
     """Record a refund as the provider reports it, and keep refunded_cents the sum of the succeeded ones."""
     origin = RefundOrigin.SAGA if refund.ours else RefundOrigin.OUTSIDE
-    connection.execute(_RECORD_REFUND, {
-        "payment_id": payment_id, "refund_id": refund.refund_id, "idempotency_key": key,
-        "amount_cents": refund.amount_cents, "status": refund.status, "origin": origin.value,
-        "failure_reason": (refund.failure_reason or "")[:255] or None,
-    })  # fmt: skip
+    connection.execute(
+        _RECORD_REFUND,
+        {
+            "payment_id": payment_id,
+            "refund_id": refund.refund_id,
+            "idempotency_key": key,
+            "amount_cents": refund.amount_cents,
+            "status": refund.status,
+            "origin": origin.value,
+            "failure_reason": (refund.failure_reason or "")[:255] or None,
+        },
+    )
     connection.execute(_RECOUNT, {"payment_id": payment_id})
 
 

@@ -115,24 +115,48 @@ SELECT count(*) FROM new_order
 
 
 async def place_order(
-    connection: AsyncConnection, *, client_id: str, key: str, request_hash: str, order_id: uuid.UUID,
-    response_body: dict[str, Any], user_id: str, currency: str, total_cents: int, payment_method_id: str,
-    shipping_address: dict[str, Any], lines: Sequence[tuple[uuid.UUID, int, int]], created_at: datetime,
+    connection: AsyncConnection,
+    *,
+    client_id: str,
+    key: str,
+    request_hash: str,
+    order_id: uuid.UUID,
+    response_body: dict[str, Any],
+    user_id: str,
+    currency: str,
+    total_cents: int,
+    payment_method_id: str,
+    shipping_address: dict[str, Any],
+    lines: Sequence[tuple[uuid.UUID, int, int]],
+    created_at: datetime,
     lease_s: float,
-) -> bool:  # fmt: skip
+) -> bool:
     """Insert key row, order (pending, leased to the saga's first step) and lines in one statement.
 
     Runs in the caller's transaction; False if the key row exists already (then nothing is written).
     """
-    cursor = await connection.execute(_PLACE, {
-        "client_id": client_id, "key": key, "request_hash": request_hash, "order_id": order_id,
-        "response_body": Jsonb(response_body),
-        "user_id": user_id, "status": OrderStatus.PENDING.value, "currency": currency, "total_cents": total_cents,
-        "payment_method_id": payment_method_id, "shipping_address": Jsonb(shipping_address),
-        "current_step": saga.FIRST_STEP, "lease_expires_at": lease_until(lease_s), "created_at": created_at,
-        "product_ids": [product for product, _, _ in lines], "quantities": [quantity for _, quantity, _ in lines],
-        "prices": [price for _, _, price in lines],
-    })  # fmt: skip
+    cursor = await connection.execute(
+        _PLACE,
+        {
+            "client_id": client_id,
+            "key": key,
+            "request_hash": request_hash,
+            "order_id": order_id,
+            "response_body": Jsonb(response_body),
+            "user_id": user_id,
+            "status": OrderStatus.PENDING.value,
+            "currency": currency,
+            "total_cents": total_cents,
+            "payment_method_id": payment_method_id,
+            "shipping_address": Jsonb(shipping_address),
+            "current_step": saga.FIRST_STEP,
+            "lease_expires_at": lease_until(lease_s),
+            "created_at": created_at,
+            "product_ids": [product for product, _, _ in lines],
+            "quantities": [quantity for _, quantity, _ in lines],
+            "prices": [price for _, _, price in lines],
+        },
+    )
     row = await cursor.fetchone()  # the statement's one row, already received: no round trip
     return bool(row and row[0])
 
@@ -165,9 +189,14 @@ def update_order(
 
 
 def advance(
-    connection: Connection, order: LockedOrder, new_status: OrderStatus, next_actor: str | None, lease_s: float,
-    noting: dict[str, Any] | None = None, **values: Any,
-) -> None:  # fmt: skip
+    connection: Connection,
+    order: LockedOrder,
+    new_status: OrderStatus,
+    next_actor: str | None,
+    lease_s: float,
+    noting: dict[str, Any] | None = None,
+    **values: Any,
+) -> None:
     """Move to new_status and lease the order to the next actor: unmoved past the lease, the reaper re-drives it."""
     status = check_transition(order.status, new_status).value
     lease = None if is_terminal(new_status) else lease_until(lease_s)
@@ -191,20 +220,34 @@ def begin_compensation(
 
 
 def park(
-    connection: Connection, order: LockedOrder, actor: str, kind: StepKind, started_at: datetime, lease_s: float,
-    *, error_code: str, error_message: str | None, **details: Any,
-) -> None:  # fmt: skip
+    connection: Connection,
+    order: LockedOrder,
+    actor: str,
+    kind: StepKind,
+    started_at: datetime,
+    lease_s: float,
+    *,
+    error_code: str,
+    error_message: str | None,
+    **details: Any,
+) -> None:
     """Move the order to needs_attention at `actor`, noting the failed attempt; last_error reads `actor: code: why`."""
-    note = timeline_row(actor, kind, StepOutcome.FAILED, started_at, error_code=error_code,
-                        error_message=error_message, **details)  # fmt: skip
+    note = timeline_row(
+        actor, kind, StepOutcome.FAILED, started_at, error_code=error_code, error_message=error_message, **details
+    )
     last_error = f"{actor}: {error_code}: {error_message or 'no reason given'}"[:1000]
     advance(connection, order, OrderStatus.NEEDS_ATTENTION, actor, lease_s, note, last_error=last_error)
 
 
 def record(
-    connection: Connection, order_id: uuid.UUID, step: str, kind: StepKind, outcome: StepOutcome,
-    started_at: datetime, **details: Any,
-) -> None:  # fmt: skip
+    connection: Connection,
+    order_id: uuid.UUID,
+    step: str,
+    kind: StepKind,
+    outcome: StepOutcome,
+    started_at: datetime,
+    **details: Any,
+) -> None:
     """Add one attempt to the order's timeline (details: see `timeline_row`)."""
     connection.execute(_RECORD, {"order_id": order_id, **timeline_row(step, kind, outcome, started_at, **details)})
 
@@ -223,11 +266,17 @@ def timeline_row(
     """One attempt as timeline columns, finished now (the order id is added by whoever writes it)."""
     finished_at = datetime.now(UTC)
     return {
-        "step": step, "kind": kind.value, "attempt": attempt, "outcome": outcome.value, "error_code": error_code,
-        "error_message": (error_message or "")[:1000] or None, "message_id": message_id,
-        "started_at": started_at, "finished_at": finished_at,
+        "step": step,
+        "kind": kind.value,
+        "attempt": attempt,
+        "outcome": outcome.value,
+        "error_code": error_code,
+        "error_message": (error_message or "")[:1000] or None,
+        "message_id": message_id,
+        "started_at": started_at,
+        "finished_at": finished_at,
         "duration_ms": max(0, int((finished_at - started_at).total_seconds() * 1000)),
-    }  # fmt: skip
+    }
 
 
 def extend_leases(

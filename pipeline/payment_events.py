@@ -123,8 +123,9 @@ def refund_changed(connection: Connection, refund: dict[str, Any]) -> Outcome:
             return Outcome("unchanged", order_id)
         raise NotSettled("the refunded charge's payment is not settled yet")
     ours = metadata.get("origin") == ORIGIN
-    found = Refund(refund["id"], str(refund.get("status") or "pending"), int(refund["amount"]), ours,
-                   refund.get("failure_reason"))  # fmt: skip
+    found = Refund(
+        refund["id"], str(refund.get("status") or "pending"), int(refund["amount"]), ours, refund.get("failure_reason")
+    )
     ledger.record_refund(connection, payment_id, found)
     return _after_refund(connection, order_id, found)
 
@@ -151,8 +152,14 @@ def late_charge(connection: Connection, order_id: uuid.UUID) -> Outcome | None:
     if order.status != OrderStatus.CANCELLED:
         return None
     why = "money arrived after the cancel: refunding it"
-    note = timeline_row("refund_payment", StepKind.COMPENSATION, StepOutcome.STARTED, datetime.now(UTC),
-                        error_code="LATE_CHARGE", error_message=why)  # fmt: skip
+    note = timeline_row(
+        "refund_payment",
+        StepKind.COMPENSATION,
+        StepOutcome.STARTED,
+        datetime.now(UTC),
+        error_code="LATE_CHARGE",
+        error_message=why,
+    )
     advance(connection, order, OrderStatus.COMPENSATING, "refund_payment", get_settings().step_lease_s, note)
     metrics.LATE_CHARGES.inc()
     return Outcome("applied", order_id, send="refund_payment", alert="charge after cancel: refunding")
@@ -165,8 +172,16 @@ def _after_refund(connection: Connection, order_id: uuid.UUID, refund: Refund) -
         return Outcome("applied", order_id, alert="refund after shipment")
     if refund.status == "failed" and status == OrderStatus.CANCELLED:
         order = lock_order(connection, order_id)
-        park(connection, order, "refund_payment", StepKind.COMPENSATION, datetime.now(UTC), get_settings().step_lease_s,
-             error_code="REFUND_FAILED", error_message=refund.failure_reason)  # fmt: skip
+        park(
+            connection,
+            order,
+            "refund_payment",
+            StepKind.COMPENSATION,
+            datetime.now(UTC),
+            get_settings().step_lease_s,
+            error_code="REFUND_FAILED",
+            error_message=refund.failure_reason,
+        )
         metrics.REFUNDS_FAILED.inc()
         return Outcome("applied", order_id, alert="refund failed after the cancel")
     return Outcome("applied", order_id)

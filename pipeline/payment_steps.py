@@ -47,9 +47,12 @@ def charge_payment(connection: Connection, order: LockedOrder, adapters: Adapter
     else:
         try:  # first try, or the replay of one whose answer was lost: Stripe answers the original under the key
             charge = adapters.payments.charge(
-                order_id=str(order.id), amount_cents=order.total_cents, currency=order.currency.lower(),
-                payment_method=order.payment_method_id, idempotency_key=payment.idempotency_key,
-            )  # fmt: skip
+                order_id=str(order.id),
+                amount_cents=order.total_cents,
+                currency=order.currency.lower(),
+                payment_method=order.payment_method_id,
+                idempotency_key=payment.idempotency_key,
+            )
         except PaymentInDoubt as error:
             ledger.mark(adapters.database_url, payment, PaymentStatus.IN_DOUBT, error.message)
             raise
@@ -104,9 +107,12 @@ def _money_taken(order: LockedOrder, payment: LedgerEntry, adapters: Adapters) -
         charge = adapters.payments.find_charge(order_id=str(order.id))
     else:
         charge = adapters.payments.resolve_charge(
-            order_id=str(order.id), amount_cents=payment.amount_cents, currency=order.currency.lower(),
-            payment_method=order.payment_method_id, idempotency_key=payment.idempotency_key,
-        )  # fmt: skip
+            order_id=str(order.id),
+            amount_cents=payment.amount_cents,
+            currency=order.currency.lower(),
+            payment_method=order.payment_method_id,
+            idempotency_key=payment.idempotency_key,
+        )
     if charge is None:
         ledger.mark(adapters.database_url, payment, PaymentStatus.DECLINED, "the provider holds no charge")
         return None

@@ -17,9 +17,12 @@ def _charge(intent: stripe.PaymentIntent) -> Charge:
 def _refund(refund: stripe.Refund) -> Refund:
     metadata: dict[str, str] = refund.metadata.to_dict() if refund.metadata else {}
     return Refund(
-        refund.id, refund.status or "pending", refund.amount, metadata.get("origin") == ORIGIN,
+        refund.id,
+        refund.status or "pending",
+        refund.amount,
+        metadata.get("origin") == ORIGIN,
         getattr(refund, "failure_reason", None),
-    )  # fmt: skip
+    )
 
 
 def _search_literal(value: str) -> str:
@@ -100,9 +103,12 @@ class StripePayments:
                 return None
         try:
             return self.charge(
-                order_id=order_id, amount_cents=amount_cents, currency=currency, payment_method=payment_method,
+                order_id=order_id,
+                amount_cents=amount_cents,
+                currency=currency,
+                payment_method=payment_method,
                 idempotency_key=idempotency_key,
-            )  # fmt: skip
+            )
         except PaymentDeclined:
             return None
 

@@ -60,8 +60,13 @@ def cancel_shipment(connection: Connection, order: LockedOrder, adapters: Adapte
 
 def record_shipped(connection: Connection, order: LockedOrder, shipment: Shipment) -> None:
     """Record the carrier's shipment and move the held stock to shipped."""
-    connection.execute(_SHIPMENT, {
-        "order_id": order.id, "carrier": CARRIER, "tracking_number": shipment.tracking_number,
-        "carrier_shipment_id": shipment.shipment_id,
-    })  # fmt: skip
+    connection.execute(
+        _SHIPMENT,
+        {
+            "order_id": order.id,
+            "carrier": CARRIER,
+            "tracking_number": shipment.tracking_number,
+            "carrier_shipment_id": shipment.shipment_id,
+        },
+    )
     settle_held(connection, order, ReservationStatus.SHIPPED)

@@ -86,10 +86,19 @@ def create_product(
     connection: Connection, *, sku: str, name: str, price_cents: int, currency: str, stock: int
 ) -> RowMapping | None:
     """Add a product with `stock` units on the shelf; None, writing nothing, if the sku is taken."""
-    row = connection.execute(_CREATE, {
-        "sku": sku, "name": name, "price_cents": price_cents, "currency": currency,
-        "total": stock, "available": stock, "reserved": 0, "shipped": 0,
-    }).first()  # fmt: skip
+    row = connection.execute(
+        _CREATE,
+        {
+            "sku": sku,
+            "name": name,
+            "price_cents": price_cents,
+            "currency": currency,
+            "total": stock,
+            "available": stock,
+            "reserved": 0,
+            "shipped": 0,
+        },
+    ).first()
     return None if row is None else row._mapping
 
 

@@ -75,7 +75,7 @@ def order_body(*lines: tuple[uuid.UUID, int, int], user: str | None = None, **ov
         "items": [{"productId": str(p), "quantity": q, "price": price} for p, q, price in lines],
         "shippingAddress": dict(GOOD_ADDRESS),  # a copy: tests edit it
         "paymentMethodId": "pm_card_visa",
-    }  # fmt: skip
+    }
     return {**body, **overrides}
 
 

@@ -24,9 +24,15 @@ def make_product(db_url: str, *, stock: int = 100, price_cents: int = 1250, curr
 
     with unit_of_work(db_url) as session:
         product = Product(
-            sku=random_sku(), name="Mug", price_cents=price_cents, currency=currency,
-            total=stock, available=stock, reserved=0, shipped=0,
-        )  # fmt: skip
+            sku=random_sku(),
+            name="Mug",
+            price_cents=price_cents,
+            currency=currency,
+            total=stock,
+            available=stock,
+            reserved=0,
+            shipped=0,
+        )
         session.add(product)
         session.flush()
         return product.id
@@ -54,11 +60,15 @@ def make_order(
 
     with unit_of_work(db_url) as session:
         order = Order(
-            client_id=client_id, user_id=random_user(), currency="USD",
+            client_id=client_id,
+            user_id=random_user(),
+            currency="USD",
             total_cents=sum(q * price_cents for _, q in lines) + extra_cents,
-            payment_method_id=payment_method, shipping_address=address or GOOD_ADDRESS,
-            current_step="reserve_stock", lease_expires_at=lease_until(30),
-        )  # fmt: skip
+            payment_method_id=payment_method,
+            shipping_address=address or GOOD_ADDRESS,
+            current_step="reserve_stock",
+            lease_expires_at=lease_until(30),
+        )
         order.lines = [
             OrderLine(product_id=product, line_no=n, quantity=q, unit_price_cents=price_cents)
             for n, (product, q) in enumerate(lines, start=1)

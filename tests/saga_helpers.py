@@ -18,8 +18,12 @@ from models.status import TERMINAL_VALUES
 
 def wait_until_terminal(db_url: str, order_ids: list[uuid.UUID], seconds: float = 60) -> dict[uuid.UUID, Order]:
     """Poll until every order reached shipped, cancelled or needs_attention; return them."""
-    for attempt in Retrying(stop=stop_after_delay(seconds), wait=wait_fixed(0.1), reraise=True,
-                            retry=retry_if_exception_type(AssertionError)):  # fmt: skip
+    for attempt in Retrying(
+        stop=stop_after_delay(seconds),
+        wait=wait_fixed(0.1),
+        reraise=True,
+        retry=retry_if_exception_type(AssertionError),
+    ):
         with attempt, unit_of_work(db_url) as session:
             terminal = Order.id.in_(order_ids), Order.status.in_(TERMINAL_VALUES)
             done = session.scalar(select(func.count()).where(*terminal))

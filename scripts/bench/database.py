@@ -60,8 +60,9 @@ def bench_target(config: BenchConfig) -> Iterator[Target]:
         with psycopg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False)) as conn:
             products = conn.execute(
                 "INSERT INTO products (sku, name, price_cents, total, available) SELECT 'bench-' || n, 'Mug', %s, "
-                "1000000000, 1000000000 FROM generate_series(1, %s) AS n RETURNING id", (PRICE_CENTS, config.products)
-            ).fetchall()  # fmt: skip
+                "1000000000, 1000000000 FROM generate_series(1, %s) AS n RETURNING id",
+                (PRICE_CENTS, config.products),
+            ).fetchall()
         config.log_dir.mkdir(parents=True, exist_ok=True)
         yield Target(database_url, redis_url, [row[0] for row in products], config.log_dir)
 
@@ -78,13 +79,15 @@ def fresh_orders(target: Target, warmup: int, orders: int, tag: str) -> tuple[li
                 "INSERT INTO orders (id, client_id, user_id, currency, total_cents, payment_method_id, "
                 "shipping_address, current_step, lease_expires_at) SELECT id, 'bench', %(user)s, 'USD', %(price)s, "
                 "'pm_card_visa', %(address)s, 'reserve_stock', now() + interval '1 hour' "
-                "FROM unnest(%(ids)s::uuid[]) AS id", params
-            )  # fmt: skip
+                "FROM unnest(%(ids)s::uuid[]) AS id",
+                params,
+            )
             conn.execute(
                 "INSERT INTO order_lines (order_id, product_id, line_no, quantity, unit_price_cents) "
                 "SELECT id, product, 1, 1, %(price)s "
-                "FROM unnest(%(ids)s::uuid[], %(products)s::uuid[]) AS t(id, product)", params
-            )  # fmt: skip
+                "FROM unnest(%(ids)s::uuid[], %(products)s::uuid[]) AS t(id, product)",
+                params,
+            )
         conn.execute("ANALYZE orders, order_lines")
     return warm_ids, ids
 

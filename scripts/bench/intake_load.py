@@ -53,8 +53,14 @@ class Result:
     def row(self) -> list[str]:
         ordered = sorted(self.latencies) or [0.0]
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        return [self.name, str(len(self.latencies)), str(self.errors), f"{len(self.latencies) / self.seconds:.0f}",
-                f"{statistics.median(ordered) * 1000:.1f}", f"{p99 * 1000:.1f}"]  # fmt: skip
+        return [
+            self.name,
+            str(len(self.latencies)),
+            str(self.errors),
+            f"{len(self.latencies) / self.seconds:.0f}",
+            f"{statistics.median(ordered) * 1000:.1f}",
+            f"{p99 * 1000:.1f}",
+        ]
 
 
 def bare_app() -> FastAPI:
@@ -128,8 +134,14 @@ def main(
     with localstack.scratch_servers(get_settings().database_url, "orderflow_load") as servers:
         database_url, redis_url = servers.database_url, servers.redis_url
         product = seed(database_url)
-        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRETS": f'["{secret}"]',
-               "RATE_LIMIT_PER_S": "1000000", "RATE_LIMIT_BURST": "1000000", "LOG_LEVEL": "WARNING"}  # fmt: skip
+        env = {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "JWT_SECRETS": f'["{secret}"]',
+            "RATE_LIMIT_PER_S": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "LOG_LEVEL": "WARNING",
+        }
         place = order_poster(secret, product)
         results = []
         with uvicorn("api.app:create_app", env) as api:
@@ -154,10 +166,13 @@ def seed(database_url: str) -> uuid.UUID:
     """The bare app's table and one product with stock for every order of the run."""
     with engine_for(database_url).begin() as connection:
         connection.execute(text("CREATE TABLE load_probe (id uuid PRIMARY KEY, at timestamptz DEFAULT now())"))
-        return connection.execute(text(  # type: ignore[no-any-return]
-            "INSERT INTO products (sku, name, price_cents, total, available) "
-            "VALUES ('load-mug', 'Mug', 1250, 1000000000, 1000000000) RETURNING id"
-        )).scalar_one()  # fmt: skip
+        product_id: uuid.UUID = connection.execute(
+            text(
+                "INSERT INTO products (sku, name, price_cents, total, available) "
+                "VALUES ('load-mug', 'Mug', 1250, 1000000000, 1000000000) RETURNING id"
+            )
+        ).scalar_one()
+        return product_id
 
 
 def healthz(client: httpx.AsyncClient, n: int) -> Any:
@@ -173,9 +188,12 @@ def order_poster(secret: str, product: uuid.UUID) -> Request:
     from api.auth import mint_token
 
     headers = {"Authorization": f"Bearer {mint_token(secret, 'load', ['orders:write'], 3600)}"}
-    order = {"userId": "load", "items": [{"productId": str(product), "quantity": 1, "price": 1250}],
-             "shippingAddress": {"street": "1 Main St", "city": "Springfield", "zipCode": "62701", "country": "US"},
-             "paymentMethodId": "pm_card_visa"}  # fmt: skip
+    order = {
+        "userId": "load",
+        "items": [{"productId": str(product), "quantity": 1, "price": 1250}],
+        "shippingAddress": {"street": "1 Main St", "city": "Springfield", "zipCode": "62701", "country": "US"},
+        "paymentMethodId": "pm_card_visa",
+    }
 
     def post(client: httpx.AsyncClient, n: int) -> Any:
         return client.post("/v1/orders", json=order, headers=headers | {"Idempotency-Key": uuid.uuid4().hex})

@@ -22,9 +22,12 @@ def intake_run(config: BenchConfig, target: Target, repetition: int) -> dict[str
     """POST /v1/orders against one uvicorn: closed loop at a fixed concurrency, then open loop at a fixed rate."""
     secret = secrets.token_urlsafe(32)
     env = clean_env() | {
-        "DATABASE_URL": target.database_url, "REDIS_URL": target.redis_url, "JWT_SECRETS": json.dumps([secret]),
-        "RATE_LIMIT_PER_S": "1000000", "RATE_LIMIT_BURST": "1000000",
-    }  # fmt: skip
+        "DATABASE_URL": target.database_url,
+        "REDIS_URL": target.redis_url,
+        "JWT_SECRETS": json.dumps([secret]),
+        "RATE_LIMIT_PER_S": "1000000",
+        "RATE_LIMIT_BURST": "1000000",
+    }
     post = intake_load.order_poster(secret, target.product_ids[0])
     fresh_orders(target, 0, 0, tag="intake")
     stats_before = quiet_counters(target)

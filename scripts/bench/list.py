@@ -66,8 +66,10 @@ class ListBenchConfig:
         if self.clients < 1 or self.samples < 1 or self.deep_page < 2 or not 1 <= self.page_size <= 100:
             raise ValueError("need --clients >= 1, --samples >= 1, --deep-page >= 2 and --page-size 1..100")
         if share < needed:
-            raise ValueError(f"page {self.deep_page} of {self.page_size} needs {needed:,} orders per client; "
-                             f"{self.orders:,} orders across {self.clients} clients give {share:,}")  # fmt: skip
+            raise ValueError(
+                f"page {self.deep_page} of {self.page_size} needs {needed:,} orders per client; "
+                f"{self.orders:,} orders across {self.clients} clients give {share:,}"
+            )
         if self.small <= self.page_size or not 0 <= self.walk_clients <= self.clients:
             raise ValueError("need --baseline-per-client > --page-size and --walk-clients <= --clients")
 
@@ -123,9 +125,15 @@ def run(config: ListBenchConfig) -> dict[str, Any]:
     document["ratio_p99"] = {case: full[case]["p99_ms"] / empty[case]["p99_ms"] for case in CASES}
     document["verdicts"] = {case: full[case]["p99_ms"] < config.target_ms for case in CASES}
     as_specified = (config.orders, config.clients, config.deep_page) == ISSUE_TARGET
-    document["targets"] = [{"target": f"{case} p99 < {config.target_ms:g} ms", "measured": full[case]["p99_ms"],
-                            "met": document["verdicts"][case], "as_specified": as_specified}
-                           for case in CASES[:2]]  # fmt: skip
+    document["targets"] = [
+        {
+            "target": f"{case} p99 < {config.target_ms:g} ms",
+            "measured": full[case]["p99_ms"],
+            "met": document["verdicts"][case],
+            "as_specified": as_specified,
+        }
+        for case in CASES[:2]
+    ]
     document["notes"] = [
         "deep-page cursors computed in SQL with encode_cursor; walking `next` from page 1 reached the same cursor for "
         + ", ".join(document["full"]["walk"]["lists"]),
@@ -148,37 +156,77 @@ def render(document: dict[str, Any], console: Any) -> None:
     from scripts.bench.list_phase import CASES
 
     config, empty, full = document["config"], document["empty"], document["full"]
-    title = (f"GET /v1/orders over HTTP, page size {config['page_size']}, {config['samples']} sequential requests per "
-             "case and table, keep-alive, one uvicorn per table (ms; server: the API's own log)")  # fmt: skip
-    table = Table("case", "page", f"empty ({config['baseline_per_client']}/client) p50", "p99",
-                  f"{config['orders']:,} orders p50", "p99", "p99 ratio", "server p50 / p99",
-                  f"p99 < {config['target_ms']:g} ms", "errors", title=title)  # fmt: skip
+    title = (
+        f"GET /v1/orders over HTTP, page size {config['page_size']}, {config['samples']} sequential requests per "
+        "case and table, keep-alive, one uvicorn per table (ms; server: the API's own log)"
+    )
+    table = Table(
+        "case",
+        "page",
+        f"empty ({config['baseline_per_client']}/client) p50",
+        "p99",
+        f"{config['orders']:,} orders p50",
+        "p99",
+        "p99 ratio",
+        "server p50 / p99",
+        f"p99 < {config['target_ms']:g} ms",
+        "errors",
+        title=title,
+    )
     for case in CASES:
         before, after = empty["cases"][case], full["cases"][case]
         kind = "admin" if case.startswith("admin") else "client"
         page = f"{empty['pages'][kind]} / {full['pages'][kind]}" if case.endswith("deep page") else "1"
         verdict = "pass" if document["verdicts"][case] else "[red]FAIL[/red]"
-        table.add_row(case, page, f"{before['p50_ms']:.1f}", f"{before['p99_ms']:.1f}", f"{after['p50_ms']:.1f}",
-                      f"{after['p99_ms']:.1f}", f"{document['ratio_p99'][case]:.2f}",
-                      f"{after['server_p50_ms']:.1f} / {after['server_p99_ms']:.1f}", verdict,
-                      str(before["errors"] + after["errors"]))  # fmt: skip
+        table.add_row(
+            case,
+            page,
+            f"{before['p50_ms']:.1f}",
+            f"{before['p99_ms']:.1f}",
+            f"{after['p50_ms']:.1f}",
+            f"{after['p99_ms']:.1f}",
+            f"{document['ratio_p99'][case]:.2f}",
+            f"{after['server_p50_ms']:.1f} / {after['server_p99_ms']:.1f}",
+            verdict,
+            str(before["errors"] + after["errors"]),
+        )
     console.print(table)
-    plans = Table("case", "plan", "rows / scanned / filtered out", "buffers hit / read", "exec ms", "sort",
-                  title=f"EXPLAIN (ANALYZE, BUFFERS) of each case's query at {config['orders']:,} orders")  # fmt: skip
+    plans = Table(
+        "case",
+        "plan",
+        "rows / scanned / filtered out",
+        "buffers hit / read",
+        "exec ms",
+        "sort",
+        title=f"EXPLAIN (ANALYZE, BUFFERS) of each case's query at {config['orders']:,} orders",
+    )
     for case, plan in full["plans"].items():
-        plans.add_row(case, plan["plan"], f"{plan['rows']:.0f} / {plan['rows_scanned']:.0f} / {plan['rows_removed']}",
-                      f"{plan['shared_hit']} / {plan['shared_read']}", f"{plan['execution_ms']:.3f}",
-                      "yes" if plan["sorted"] else "no")  # fmt: skip
+        plans.add_row(
+            case,
+            plan["plan"],
+            f"{plan['rows']:.0f} / {plan['rows_scanned']:.0f} / {plan['rows_removed']}",
+            f"{plan['shared_hit']} / {plan['shared_read']}",
+            f"{plan['execution_ms']:.3f}",
+            "yes" if plan["sorted"] else "no",
+        )
     console.print(plans)
     load, walk = document["load"]["full"], full["walk"]
-    console.print(f"load: {load['orders']:,} orders + lines by COPY in {load['total_s']:.1f} s "
-                  f"(orders {load['copy_orders_s']:.1f} s, lines {load['copy_order_lines_s']:.1f} s, "
-                  f"VACUUM ANALYZE {load['vacuum_analyze_s']:.1f} s)")  # fmt: skip
-    console.print(f"walk: {walk['samples']} pages following `next` ({', '.join(walk['lists'])}): "
-                  f"p50 {walk['p50_ms']:.1f} ms, p99 {walk['p99_ms']:.1f} ms, max {walk['max_ms']:.1f} ms")  # fmt: skip
+    console.print(
+        f"load: {load['orders']:,} orders + lines by COPY in {load['total_s']:.1f} s "
+        f"(orders {load['copy_orders_s']:.1f} s, lines {load['copy_order_lines_s']:.1f} s, "
+        f"VACUUM ANALYZE {load['vacuum_analyze_s']:.1f} s)"
+    )
+    console.print(
+        f"walk: {walk['samples']} pages following `next` ({', '.join(walk['lists'])}): "
+        f"p50 {walk['p50_ms']:.1f} ms, p99 {walk['p99_ms']:.1f} ms, max {walk['max_ms']:.1f} ms"
+    )
     cpu = {phase: document[phase]["cpu_ms_per_request"] for phase in ("empty", "full")}
-    console.print("CPU per request: " + "; ".join(f"{phase} table: API {cpu[phase]['api']:.1f} ms, Postgres "
-                                                  f"{cpu[phase]['postgres']:.2f} ms" for phase in cpu))  # fmt: skip
+    console.print(
+        "CPU per request: "
+        + "; ".join(
+            f"{phase} table: API {cpu[phase]['api']:.1f} ms, Postgres {cpu[phase]['postgres']:.2f} ms" for phase in cpu
+        )
+    )
     for note in document["notes"]:
         console.print(f"note: {note}")
 
@@ -198,9 +246,20 @@ def command(
     json_out: str = typer.Option(None, help="Where to write the JSON results (default: STACK_DIR/list-bench.json)."),
 ) -> None:
     """Benchmark `GET /v1/orders` (first and deep pages, filters, admin) at N orders against a near-empty table."""
-    config = ListBenchConfig(orders, clients, page_size, samples, warmup, deep_page, baseline_per_client, walk_clients,
-                             target_ms, seed, database_url,
-                             Path(json_out) if json_out else in_stack_dir("list-bench.json"))  # fmt: skip
+    config = ListBenchConfig(
+        orders,
+        clients,
+        page_size,
+        samples,
+        warmup,
+        deep_page,
+        baseline_per_client,
+        walk_clients,
+        target_ms,
+        seed,
+        database_url,
+        Path(json_out) if json_out else in_stack_dir("list-bench.json"),
+    )
     try:
         config.check()
     except ValueError as error:

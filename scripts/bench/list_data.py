@@ -20,8 +20,13 @@ from models.orders import Order
 from models.status import OrderStatus
 
 # (sku, name, price in cents): a small catalogue, so every line names one of a few products.
-PRODUCTS = (("list-mug", "Mug", 1250), ("list-tee", "T-shirt", 2400), ("list-cap", "Cap", 1800),
-            ("list-tote", "Tote bag", 950), ("list-pen", "Pen", 300))  # fmt: skip
+PRODUCTS = (
+    ("list-mug", "Mug", 1250),
+    ("list-tee", "T-shirt", 2400),
+    ("list-cap", "Cap", 1800),
+    ("list-tote", "Tote bag", 950),
+    ("list-pen", "Pen", 300),
+)
 # A year-old table is almost all terminal orders.
 STATUSES = (OrderStatus.SHIPPED.value, OrderStatus.CANCELLED.value, OrderStatus.NEEDS_ATTENTION.value)
 STATUS_WEIGHTS = (88, 11, 1)
@@ -40,7 +45,7 @@ ADDRESSES = tuple(
             ("Denver", "CO", "80202"),
         ),
         start=1,
-    )  # fmt: skip
+    )
 )
 ORDER_COLUMNS = (
     "id, client_id, user_id, status, currency, total_cents, payment_method_id, shipping_address, cancel_reason, "
@@ -69,10 +74,12 @@ def seed_products(libpq: str) -> list[tuple[uuid.UUID, int]]:
         return [
             conn.execute(
                 "INSERT INTO products (sku, name, price_cents, total, available) VALUES (%s, %s, %s, 1000000, 1000000) "
-                "RETURNING id, price_cents", product
-            ).fetchone() or (uuid.uuid4(), 0)
+                "RETURNING id, price_cents",
+                product,
+            ).fetchone()
+            or (uuid.uuid4(), 0)
             for product in PRODUCTS
-        ]  # fmt: skip
+        ]
 
 
 def generated(
@@ -93,8 +100,20 @@ def generated(
         reason = rng.choice(CANCEL_REASONS) if status == OrderStatus.CANCELLED else None
         error = PARKED_ERROR if status == OrderStatus.NEEDS_ATTENTION else None
         updated = created + timedelta(seconds=rng.uniform(60, 3 * 86400))
-        order = (order_id, owner, f"{owner}/u{user:05d}", status, "USD", price * quantity, "pm_card_visa",
-                 ADDRESSES[user % len(ADDRESSES)], reason, error, created, updated)  # fmt: skip
+        order = (
+            order_id,
+            owner,
+            f"{owner}/u{user:05d}",
+            status,
+            "USD",
+            price * quantity,
+            "pm_card_visa",
+            ADDRESSES[user % len(ADDRESSES)],
+            reason,
+            error,
+            created,
+            updated,
+        )
         yield order, (order_id, product, 1, quantity, price)
 
 
@@ -139,18 +158,26 @@ def users_of(conn: psycopg.Connection[Any], client: str, count: int = 20) -> lis
     """Some of the client's customers (fixed choice), for the userId filter."""
     rows = conn.execute(
         "SELECT user_id FROM (SELECT DISTINCT user_id FROM orders WHERE client_id = %s) AS u ORDER BY md5(user_id) "
-        "LIMIT %s", (client, count)
-    ).fetchall()  # fmt: skip
+        "LIMIT %s",
+        (client, count),
+    ).fetchall()
     return [row[0] for row in rows]
 
 
 def explain(
-    conn: psycopg.Connection[Any], size: int, client: str | None = None, after: DeepPage | None = None,
-    status: str | None = None, user: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    conn: psycopg.Connection[Any],
+    size: int,
+    client: str | None = None,
+    after: DeepPage | None = None,
+    status: str | None = None,
+    user: str | None = None,
+) -> dict[str, Any]:
     """EXPLAIN (ANALYZE, BUFFERS) of the page query `GET /v1/orders` builds (api/orders.py list_orders), summed up."""
-    chosen = [column == value for column, value in ((Order.client_id, client), (Order.status, status),
-                                                    (Order.user_id, user)) if value]  # fmt: skip
+    chosen = [
+        column == value
+        for column, value in ((Order.client_id, client), (Order.status, status), (Order.user_id, user))
+        if value
+    ]
     query = select(Order).where(*chosen)
     if after is not None:
         query = query.where(tuple_(Order.created_at, Order.id) < after.key)

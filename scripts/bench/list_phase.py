@@ -27,8 +27,14 @@ from scripts.bench.intake_phase import percentile
 from scripts.bench.meter import Meter, cpu_delta
 from scripts.bench.processes import api_server, clean_env
 
-CASES = ("client, first page", "client, deep page", "client, first page by status", "client, first page by userId",
-         "admin, first page", "admin, deep page")  # fmt: skip
+CASES = (
+    "client, first page",
+    "client, deep page",
+    "client, first page by status",
+    "client, first page by userId",
+    "admin, first page",
+    "admin, deep page",
+)
 FILTERED = ("shipped", "cancelled")
 ADMIN = "bench-admin"
 Check = Callable[[list[dict[str, Any]]], bool]
@@ -61,8 +67,9 @@ def prepare(label: str, target: Target, clients: list[str], size: int, pages: tu
     return Lists(label, target, clients, tokens, deep, users)
 
 
-def run_phases(tables: list[Lists], secret: str, size: int, samples: int, warmup: int, walk_clients: int,
-               seed: int) -> dict[str, dict[str, Any]]:  # fmt: skip
+def run_phases(
+    tables: list[Lists], secret: str, size: int, samples: int, warmup: int, walk_clients: int, seed: int
+) -> dict[str, dict[str, Any]]:
     """Walk, then measure every case on every table (interleaved), then EXPLAIN each case's query; by table label."""
     results: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
@@ -70,10 +77,16 @@ def run_phases(tables: list[Lists], secret: str, size: int, samples: int, warmup
         for table in tables:
             target = table.target
             env = clean_env() | {
-                "DATABASE_URL": target.database_url, "REDIS_URL": target.redis_url, "JWT_SECRETS": json.dumps([secret]),
-                "JWT_AUDIENCE": "", "JWT_ISSUER": "", "RATE_LIMIT_PER_S": "1000000", "RATE_LIMIT_BURST": "1000000",
-                "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",  # server_times reads the access log
-            }  # fmt: skip
+                "DATABASE_URL": target.database_url,
+                "REDIS_URL": target.redis_url,
+                "JWT_SECRETS": json.dumps([secret]),
+                "JWT_AUDIENCE": "",
+                "JWT_ISSUER": "",
+                "RATE_LIMIT_PER_S": "1000000",
+                "RATE_LIMIT_BURST": "1000000",
+                "LOG_FORMAT": "json",
+                "LOG_LEVEL": "INFO",  # server_times reads the access log
+            }
             base, api = stack.enter_context(api_server(env, target.log_dir, f"list-api-{table.label}"))
             # Read at the two snapshots only: a sampling thread would add its own load to the client's.
             meter = Meter(target.libpq("postgres"), target.dbname, target.redis_url, interval_s=3600)
@@ -90,8 +103,9 @@ def run_phases(tables: list[Lists], secret: str, size: int, samples: int, warmup
         for label, meter in meters.items():
             cpu = cpu_delta(before[label], meter.snapshot())
             requests = (warmup + samples) * len(CASES)
-            results[label]["cpu_ms_per_request"] = {group: cpu.get(group, 0.0) * 1000 / requests
-                                                    for group in ("api", "postgres")}  # fmt: skip
+            results[label]["cpu_ms_per_request"] = {
+                group: cpu.get(group, 0.0) * 1000 / requests for group in ("api", "postgres")
+            }
     for table in tables:
         server = {case: stats(durations) for case, durations in server_times(table).items()}
         results[table.label]["cases"] = {
@@ -120,8 +134,9 @@ def walk(http: httpx.Client, table: Lists, owner: str | None, size: int) -> list
     return latencies
 
 
-def sample(clients: dict[str, httpx.Client], tables: list[Lists], size: int, samples: int, warmup: int,
-           rng: random.Random) -> dict[str, dict[str, dict[str, Any]]]:  # fmt: skip
+def sample(
+    clients: dict[str, httpx.Client], tables: list[Lists], size: int, samples: int, warmup: int, rng: random.Random
+) -> dict[str, dict[str, dict[str, Any]]]:
     """`warmup` unrecorded rounds, then `samples`; a round asks each case of each table once, for a random client."""
     latencies: dict[str, dict[str, list[float]]] = {table.label: {case: [] for case in CASES} for table in tables}
     errors = {table.label: dict.fromkeys(CASES, 0) for table in tables}
@@ -143,8 +158,14 @@ def sample(clients: dict[str, httpx.Client], tables: list[Lists], size: int, sam
                     continue
                 latencies[table.label][case].append(elapsed)
                 rows[table.label][case] = min(rows[table.label][case], len(page))
-    return {table.label: {case: stats(latencies[table.label][case]) | {"errors": errors[table.label][case],
-            "rows_min": rows[table.label][case]} for case in CASES} for table in tables}  # fmt: skip
+    return {
+        table.label: {
+            case: stats(latencies[table.label][case])
+            | {"errors": errors[table.label][case], "rows_min": rows[table.label][case]}
+            for case in CASES
+        }
+        for table in tables
+    }
 
 
 def request(case: str, table: Lists, size: int, rng: random.Random) -> tuple[dict[str, str], str, Check]:

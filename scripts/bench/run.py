@@ -79,9 +79,20 @@ def command(
     if unknown:
         raise typer.BadParameter(f"unknown phases {sorted(unknown)}")
     config = BenchConfig(
-        orders, processes, threads, repeat, warmup, products, intake_seconds, intake_concurrency, intake_rate,
-        database_url, redis_url, Path(json_out) if json_out else in_stack_dir("bench.json"), phases=chosen,
-    )  # fmt: skip
+        orders,
+        processes,
+        threads,
+        repeat,
+        warmup,
+        products,
+        intake_seconds,
+        intake_concurrency,
+        intake_rate,
+        database_url,
+        redis_url,
+        Path(json_out) if json_out else in_stack_dir("bench.json"),
+        phases=chosen,
+    )
     run(config)
 
 

@@ -38,10 +38,15 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
             metrics_dir = target.log_dir / f"worker-metrics-{repetition}"
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir()
-            env |= {"STRIPE_API_BASE": stripe[0], "STRIPE_API_KEY": LOCAL_STRIPE_KEY, "NOTIFY_FAULT_RATE": "0",
-                    "CARRIER_API_BASE": carrier[0], "CARRIER_API_KEY": LOCAL_CARRIER_KEY,
-                    "dramatiq_prom_db": str(metrics_dir),
-                    "dramatiq_prom_port": str(localstack.free_port())}  # fmt: skip
+            env |= {
+                "STRIPE_API_BASE": stripe[0],
+                "STRIPE_API_KEY": LOCAL_STRIPE_KEY,
+                "NOTIFY_FAULT_RATE": "0",
+                "CARRIER_API_BASE": carrier[0],
+                "CARRIER_API_KEY": LOCAL_CARRIER_KEY,
+                "dramatiq_prom_db": str(metrics_dir),
+                "dramatiq_prom_port": str(localstack.free_port()),
+            }
             module = "workers.saga.worker"
         else:
             env |= {"BENCH_POOL_SIZE": str(config.threads)}

@@ -29,14 +29,20 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
             _cell(flow, "shipped", "{:.0f}") + " / " + _cell(flow, "not_shipped", "{:.0f}"),
             "",
         )
-        for key, label in (("commits_per_order", "Postgres commits / order"),
-                           ("rollbacks_per_order", "Postgres rollbacks / order"),
-                           ("connections_opened", "Postgres connections opened")):  # fmt: skip
+        for key, label in (
+            ("commits_per_order", "Postgres commits / order"),
+            ("rollbacks_per_order", "Postgres rollbacks / order"),
+            ("connections_opened", "Postgres connections opened"),
+        ):
             table.add_row(label, _cell(base, key, "{:.2f}"), _cell(flow, key, "{:.2f}"), _quotient(flow, base, key))
         for group in ("workers", "postgres", "redis", "stripe", "total"):
             path = f"cpu_s_per_order.{group}"
-            table.add_row(f"CPU ms / order: {group}", _cell(base, path, "{:.2f}", 1000), _cell(flow, path, "{:.2f}",
-                          1000), _quotient(flow, base, path))  # fmt: skip
+            table.add_row(
+                f"CPU ms / order: {group}",
+                _cell(base, path, "{:.2f}", 1000),
+                _cell(flow, path, "{:.2f}", 1000),
+                _quotient(flow, base, path),
+            )
         key = "peak_rss_mib_per_worker"
         table.add_row("peak RSS / worker process, MiB", _cell(base, key, "{:.0f}"), _cell(flow, key, "{:.0f}"), "")
         console.print(table)
@@ -44,12 +50,22 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
     if intake:
         title = f"intake: POST /v1/orders, one uvicorn process, {config['intake_seconds']:.0f} s per loop"
         table = Table("", "orders/s", "p50 ms", "p99 ms", "errors", title=title)
-        for loop, label in (("closed", f"closed loop, {config['intake_concurrency']} clients"),
-                            ("open", f"open loop at {config['intake_rate']:.0f}/s")):  # fmt: skip
-            table.add_row(label, _cell(intake, f"{loop}.per_s"), _cell(intake, f"{loop}.p50_ms"),
-                          _cell(intake, f"{loop}.p99_ms"), _cell(intake, f"{loop}.errors", "{:.0f}"))  # fmt: skip
-        cpu = ", ".join(f"{g} {_cell(intake, f'cpu_s_per_order.{g}', '{:.2f}', 1000)}"
-                        for g in ("api", "postgres", "redis", "total") if intake["cpu_s_per_order"].get(g))  # fmt: skip
+        for loop, label in (
+            ("closed", f"closed loop, {config['intake_concurrency']} clients"),
+            ("open", f"open loop at {config['intake_rate']:.0f}/s"),
+        ):
+            table.add_row(
+                label,
+                _cell(intake, f"{loop}.per_s"),
+                _cell(intake, f"{loop}.p50_ms"),
+                _cell(intake, f"{loop}.p99_ms"),
+                _cell(intake, f"{loop}.errors", "{:.0f}"),
+            )
+        cpu = ", ".join(
+            f"{g} {_cell(intake, f'cpu_s_per_order.{g}', '{:.2f}', 1000)}"
+            for g in ("api", "postgres", "redis", "total")
+            if intake["cpu_s_per_order"].get(g)
+        )
         table.add_row("commits / order", _cell(intake, "commits_per_order"), "", "", "")
         table.add_row("CPU ms / order", cpu, "", "", "")
         table.add_row("peak RSS of the API, MiB", _cell(intake, "peak_rss_mib_api", "{:.0f}"), "", "", "")
@@ -58,8 +74,11 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
         table = Table("target (issue #8, not asserted)", "measured", "verdict", title="targets")
         for target in document["targets"]:
             verdict = "met" if target["met"] else "missed"
-            table.add_row(target["target"], f"{target['measured']:.2f}",
-                          verdict if target["as_specified"] else f"{verdict} (other conditions)")  # fmt: skip
+            table.add_row(
+                target["target"],
+                f"{target['measured']:.2f}",
+                verdict if target["as_specified"] else f"{verdict} (other conditions)",
+            )
         console.print(table)
     for note in document["notes"]:
         console.print(f"note: {note}")

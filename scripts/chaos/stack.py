@@ -36,30 +36,48 @@ class ChaosStack:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")}
         return env | {
-            "DATABASE_URL": self.servers.database_url, "REDIS_URL": self.servers.redis_url,
-            "STACK_DIR": str(self.root), "STRIPE_API_BASE": self.stripe_url, "STRIPE_API_KEY": LOCAL_STRIPE_KEY,
-            "STRIPE_TIMEOUT_S": "2", "STEP_LEASE_S": str(self.lease_s), "REAPER_INTERVAL_S": "1",
-            "REAPER_METRICS_PORT": str(localstack.free_port()), "API_METRICS_PORT": str(localstack.free_port()),
+            "DATABASE_URL": self.servers.database_url,
+            "REDIS_URL": self.servers.redis_url,
+            "STACK_DIR": str(self.root),
+            "STRIPE_API_BASE": self.stripe_url,
+            "STRIPE_API_KEY": LOCAL_STRIPE_KEY,
+            "STRIPE_TIMEOUT_S": "2",
+            "STEP_LEASE_S": str(self.lease_s),
+            "REAPER_INTERVAL_S": "1",
+            "REAPER_METRICS_PORT": str(localstack.free_port()),
+            "API_METRICS_PORT": str(localstack.free_port()),
             "RATE_LIMIT_PER_S": "100000",
-            "RATE_LIMIT_BURST": "100000", "LOG_FORMAT": "json",
+            "RATE_LIMIT_BURST": "100000",
+            "LOG_FORMAT": "json",
             # A flaky provider on top of the crashes: errors, rate limits, and answers lost in a timeout.
-            "FAKE_STRIPE_ERROR_RATE": "0.02", "FAKE_STRIPE_RATE_LIMIT_RATE": "0.01",
-            "FAKE_STRIPE_TIMEOUT_RATE": "0.01", "FAKE_STRIPE_TIMEOUT_DELAY_S": "3",
+            "FAKE_STRIPE_ERROR_RATE": "0.02",
+            "FAKE_STRIPE_RATE_LIMIT_RATE": "0.01",
+            "FAKE_STRIPE_TIMEOUT_RATE": "0.01",
+            "FAKE_STRIPE_TIMEOUT_DELAY_S": "3",
             # ... and a provider that behaves as documented: search that lags, charges that process for a while
             # (some fail, some want 3-D Secure), refunds that stay pending (some fail), webhooks that come late.
-            "FAKE_STRIPE_SEARCH_LAG_S": "60", "FAKE_STRIPE_PROCESSING_RATE": "0.05",
-            "FAKE_STRIPE_PROCESSING_DELAY_S": "2", "FAKE_STRIPE_PROCESSING_FAILURE_RATE": "0.2",
-            "FAKE_STRIPE_REQUIRES_ACTION_RATE": "0.01", "FAKE_STRIPE_REFUND_PENDING_RATE": "0.2",
-            "FAKE_STRIPE_REFUND_SETTLE_S": "2", "FAKE_STRIPE_REFUND_FAILURE_RATE": "0.1",
+            "FAKE_STRIPE_SEARCH_LAG_S": "60",
+            "FAKE_STRIPE_PROCESSING_RATE": "0.05",
+            "FAKE_STRIPE_PROCESSING_DELAY_S": "2",
+            "FAKE_STRIPE_PROCESSING_FAILURE_RATE": "0.2",
+            "FAKE_STRIPE_REQUIRES_ACTION_RATE": "0.01",
+            "FAKE_STRIPE_REFUND_PENDING_RATE": "0.2",
+            "FAKE_STRIPE_REFUND_SETTLE_S": "2",
+            "FAKE_STRIPE_REFUND_FAILURE_RATE": "0.1",
             "FAKE_STRIPE_WEBHOOK_URL": f"{self.api_url}/v1/webhooks/stripe",
             "FAKE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "FAKE_STRIPE_WEBHOOK_DELAY_S": "2", "FAKE_STRIPE_WEBHOOK_MAX_ATTEMPTS": "14",
+            "FAKE_STRIPE_WEBHOOK_DELAY_S": "2",
+            "FAKE_STRIPE_WEBHOOK_MAX_ATTEMPTS": "14",
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             # The carrier: 500s, shipments accepted whose answer is lost, parcels picked up 4 s after creation.
-            "CARRIER_API_BASE": self.carrier_url, "CARRIER_API_KEY": LOCAL_CARRIER_KEY, "CARRIER_TIMEOUT_S": "2",
-            "FAKE_CARRIER_ERROR_RATE": "0.02", "FAKE_CARRIER_LOST_ANSWER_RATE": "0.03",
-            "FAKE_CARRIER_TIMEOUT_DELAY_S": "3", "FAKE_CARRIER_PICKUP_DELAY_S": "4",
-        }  # fmt: skip
+            "CARRIER_API_BASE": self.carrier_url,
+            "CARRIER_API_KEY": LOCAL_CARRIER_KEY,
+            "CARRIER_TIMEOUT_S": "2",
+            "FAKE_CARRIER_ERROR_RATE": "0.02",
+            "FAKE_CARRIER_LOST_ANSWER_RATE": "0.03",
+            "FAKE_CARRIER_TIMEOUT_DELAY_S": "3",
+            "FAKE_CARRIER_PICKUP_DELAY_S": "4",
+        }
 
     def start(self) -> None:
         for child in (self.stripe, self.carrier, self.api, self.reaper, *self.workers):

@@ -39,23 +39,42 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
     shutil.rmtree(metrics_dir, ignore_errors=True)  # multiprocess files of an earlier run would add up
     metrics_dir.mkdir()
     env = os.environ | {
-        "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url, "API_PORT": str(api_port),
-        "STRIPE_PORT": str(stripe_port), "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
-        "STRIPE_API_KEY": LOCAL_STRIPE_KEY, "STRIPE_TIMEOUT_S": "2", "WORKER_PROCESSES": str(processes),
-        "WORKER_THREADS": str(threads), "STEP_LEASE_S": "15", "REAPER_INTERVAL_S": "2",
-        "WORKER_METRICS_DIR": str(metrics_dir), "WORKER_METRICS_PORT": str(metrics_port),
-        "REAPER_METRICS_PORT": str(reaper_port), "API_METRICS_PORT": str(api_metrics_port),
-        "CARRIER_PORT": str(carrier_port), "CARRIER_API_BASE": f"http://127.0.0.1:{carrier_port}",
-        "CARRIER_API_KEY": LOCAL_CARRIER_KEY, "CARRIER_TIMEOUT_S": "2",
+        "DATABASE_URL": stack.database_url,
+        "REDIS_URL": stack.redis_url,
+        "API_PORT": str(api_port),
+        "STRIPE_PORT": str(stripe_port),
+        "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
+        "STRIPE_API_KEY": LOCAL_STRIPE_KEY,
+        "STRIPE_TIMEOUT_S": "2",
+        "WORKER_PROCESSES": str(processes),
+        "WORKER_THREADS": str(threads),
+        "STEP_LEASE_S": "15",
+        "REAPER_INTERVAL_S": "2",
+        "WORKER_METRICS_DIR": str(metrics_dir),
+        "WORKER_METRICS_PORT": str(metrics_port),
+        "REAPER_METRICS_PORT": str(reaper_port),
+        "API_METRICS_PORT": str(api_metrics_port),
+        "CARRIER_PORT": str(carrier_port),
+        "CARRIER_API_BASE": f"http://127.0.0.1:{carrier_port}",
+        "CARRIER_API_KEY": LOCAL_CARRIER_KEY,
+        "CARRIER_TIMEOUT_S": "2",
         # Stripe forwards its signed events to the API, as `stripe listen --forward-to` does.
-        "STRIPE_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET, "FAKE_STRIPE_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
+        "STRIPE_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
+        "FAKE_STRIPE_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
         "FAKE_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/v1/webhooks/stripe",
         # Faults a real shop meets: a flaky payment provider, notifier and carrier, charges that process a while.
-        "FAKE_STRIPE_ERROR_RATE": "0.04", "FAKE_STRIPE_RATE_LIMIT_RATE": "0.02", "FAKE_STRIPE_TIMEOUT_RATE": "0.01",
-        "FAKE_STRIPE_TIMEOUT_DELAY_S": "3", "FAKE_STRIPE_SEARCH_LAG_S": "30", "FAKE_STRIPE_PROCESSING_RATE": "0.03",
-        "FAKE_STRIPE_PROCESSING_DELAY_S": "1", "NOTIFY_FAULT_RATE": "0.03",
-        "FAKE_CARRIER_ERROR_RATE": "0.02", "FAKE_CARRIER_LOST_ANSWER_RATE": "0.01", "FAKE_CARRIER_TIMEOUT_DELAY_S": "3",
-    }  # fmt: skip
+        "FAKE_STRIPE_ERROR_RATE": "0.04",
+        "FAKE_STRIPE_RATE_LIMIT_RATE": "0.02",
+        "FAKE_STRIPE_TIMEOUT_RATE": "0.01",
+        "FAKE_STRIPE_TIMEOUT_DELAY_S": "3",
+        "FAKE_STRIPE_SEARCH_LAG_S": "30",
+        "FAKE_STRIPE_PROCESSING_RATE": "0.03",
+        "FAKE_STRIPE_PROCESSING_DELAY_S": "1",
+        "NOTIFY_FAULT_RATE": "0.03",
+        "FAKE_CARRIER_ERROR_RATE": "0.02",
+        "FAKE_CARRIER_LOST_ANSWER_RATE": "0.01",
+        "FAKE_CARRIER_TIMEOUT_DELAY_S": "3",
+    }
     bin_dir = Path(sys.executable).parent  # the Procfile's commands come from this venv
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     honcho = str(bin_dir / "honcho")
@@ -64,8 +83,11 @@ def running_stack(stack: Stack, log_path: Path, processes: int, threads: int) ->
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [honcho, "start", "-f", str(SOURCE_ROOT / "Procfile"), "-d", str(SOURCE_ROOT)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             api = f"http://127.0.0.1:{api_port}"
             wait_until_answers(f"{api}/readyz", process, 60, f"the stack did not become ready; see {log_path}")

@@ -22,10 +22,17 @@ def seed_catalogue(database_url: str) -> list[dict[str, Any]]:
     stocks = {"Mug": 100_000, "Tee": 100_000, "Cap": 100_000, "Poster": 100_000, "Limited print": 15}
     with unit_of_work(database_url) as session:
         products = [
-            Product(sku=f"demo-{uuid.uuid4().hex[:8]}", name=name, price_cents=random.randint(500, 5000),
-                    total=stock, available=stock, reserved=0, shipped=0)
+            Product(
+                sku=f"demo-{uuid.uuid4().hex[:8]}",
+                name=name,
+                price_cents=random.randint(500, 5000),
+                total=stock,
+                available=stock,
+                reserved=0,
+                shipped=0,
+            )
             for name, stock in stocks.items()
-        ]  # fmt: skip
+        ]
         session.add_all(products)
         session.flush()
         return [{"id": str(p.id), "name": p.name, "price": p.price_cents} for p in products]

@@ -147,11 +147,26 @@ def ensure_redis(home: Path) -> int:
 def start_redis(home: Path, port: int, *, daemonize: bool) -> subprocess.Popen[bytes] | None:
     """Run redis-server on loopback with its data in home; daemonized, or as a child we own."""
     args = [
-        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-        "--logfile", str(home / "redis.log"), "--pidfile", str(home / "redis.pid"),
-        "--daemonize", "yes" if daemonize else "no",
-    ]  # fmt: skip
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(home),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--logfile",
+        str(home / "redis.log"),
+        "--pidfile",
+        str(home / "redis.pid"),
+        "--daemonize",
+        "yes" if daemonize else "no",
+    ]
     if daemonize:
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
         child = None
@@ -180,9 +195,13 @@ def _package_dir(name: str) -> Path:
 def _pg(command: str, *args: str, user: pwd.struct_passwd | None = None) -> None:
     binary = postgres_bin() / command
     result = subprocess.run(
-        [str(binary), *args], capture_output=True, text=True, user=user.pw_uid if user else None,
-        group=user.pw_gid if user else None, timeout=120,
-    )  # fmt: skip
+        [str(binary), *args],
+        capture_output=True,
+        text=True,
+        user=user.pw_uid if user else None,
+        group=user.pw_gid if user else None,
+        timeout=120,
+    )
     if result.returncode != 0:
         raise StackError(f"{command} failed: {(result.stderr or result.stdout).strip()[-500:]}")
 

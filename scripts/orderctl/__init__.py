@@ -67,8 +67,11 @@ def main() -> None:
         if not _source_tree_only(error):
             raise
         command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
-        typer.echo(f"error: orderctl {command} needs the source tree and orderflow[local] ({error}): "
-                   "run it in a checkout, after pip install -e '.[dev,local]'", err=True)  # fmt: skip
+        typer.echo(
+            f"error: orderctl {command} needs the source tree and orderflow[local] ({error}): "
+            "run it in a checkout, after pip install -e '.[dev,local]'",
+            err=True,
+        )
         sys.exit(1)
     except (redis.RedisError, DBAPIError) as error:  # a server went away mid-command, or holds no orderflow schema
         cause = error.orig if isinstance(error, DBAPIError) else error

@@ -49,8 +49,9 @@ def dlq_list(queue: Queue = None, order: Orders = None, as_json: AsJson = False)
     console.print(table(f"dead letters: {len(rows)} {by_queue or ''}", rows, columns))
 
 
-def drain(action: str, queue: str | None, orders: list[str] | None, dry_run: bool, rate: float, reason: str,
-          as_json: bool) -> None:  # fmt: skip
+def drain(
+    action: str, queue: str | None, orders: list[str] | None, dry_run: bool, rate: float, reason: str, as_json: bool
+) -> None:
     servers = connect()
     from workers.operator import actions as operations
 
@@ -66,14 +67,26 @@ def drain(action: str, queue: str | None, orders: list[str] | None, dry_run: boo
 
 
 @dlq_app.command("requeue")
-def dlq_requeue(queue: Queue = None, order: Orders = None, dry_run: DryRun = False, rate: Rate = 20,
-                reason: Reason = "dead letter re-driven", as_json: AsJson = False) -> None:  # fmt: skip
+def dlq_requeue(
+    queue: Queue = None,
+    order: Orders = None,
+    dry_run: DryRun = False,
+    rate: Rate = 20,
+    reason: Reason = "dead letter re-driven",
+    as_json: AsJson = False,
+) -> None:
     """Re-drive each dead letter's order from its recorded state (the stale message is not replayed), then drop it."""
     drain("requeue", queue, order, dry_run, rate, reason, as_json)
 
 
 @dlq_app.command("purge")
-def dlq_purge(queue: Queue = None, order: Orders = None, dry_run: DryRun = False, rate: Rate = 20,
-              reason: Reason = "dead letter purged", as_json: AsJson = False) -> None:  # fmt: skip
+def dlq_purge(
+    queue: Queue = None,
+    order: Orders = None,
+    dry_run: DryRun = False,
+    rate: Rate = 20,
+    reason: Reason = "dead letter purged",
+    as_json: AsJson = False,
+) -> None:
     """Drop dead letters without re-driving anything."""
     drain("purge", queue, order, dry_run, rate, reason, as_json)

@@ -339,9 +339,11 @@ def test_an_address_that_failed_too_often_is_429_even_with_a_valid_token_and_oth
     assert neighbour_statuses == [401, 200]
     assert throttled == 2 and by_reason == {"missing": 1, "signature": 1}
     assert log.warnings == [
-        ("auth_failures_throttled", {"address": "203.0.113.66", "reason": "signature", "per_min": NEVER_REFILLS,
-                                     "burst": 3})
-    ]  # fmt: skip
+        (
+            "auth_failures_throttled",
+            {"address": "203.0.113.66", "reason": "signature", "per_min": NEVER_REFILLS, "burst": 3},
+        )
+    ]
 
 
 def test_successful_authentications_spend_nothing_from_the_address_budget(

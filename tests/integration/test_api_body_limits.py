@@ -48,18 +48,26 @@ def succeeded_event(order_id: uuid.UUID, intent_id: str, size: int) -> str:
     charge = {"id": "ch_x", "object": "charge", "description": "d" * 900, "outcome": {"type": "authorized"}}
     intent: dict[str, Any] = {"id": intent_id, "object": "payment_intent", "metadata": {"order_id": str(order_id)}}
     intent["charges"] = {"object": "list", "data": [charge] * (size // (len(json.dumps(charge)) + 2))}
-    return json.dumps({"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded",
-                       "data": {"object": intent}})  # fmt: skip
+    return json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "data": {"object": intent},
+        }
+    )
 
 
 def in_doubt_payment(db_url: str) -> uuid.UUID:
     order_id = make_order(db_url, [(make_product(db_url), 2)])
     with unit_of_work(db_url) as session:
         session.execute(
-            text("INSERT INTO payments (order_id, idempotency_key, amount_cents, currency, status)"
-                 " VALUES (:order, :key, 2500, 'USD', 'in_doubt')"),
+            text(
+                "INSERT INTO payments (order_id, idempotency_key, amount_cents, currency, status)"
+                " VALUES (:order, :key, 2500, 'USD', 'in_doubt')"
+            ),
             {"order": order_id, "key": f"{order_id}:charge_payment"},
-        )  # fmt: skip
+        )
     return order_id
 
 
@@ -117,8 +125,9 @@ def test_a_path_that_only_starts_like_the_webhook_prefix_keeps_the_general_limit
 
 
 def test_the_webhook_limit_follows_its_setting(servers: Servers, db_url: str) -> None:
-    settings = api_settings(db_url, servers.redis_url, stripe_webhook_secret=SecretStr(SECRET),
-                            max_webhook_body_bytes=8 * KIB)  # fmt: skip
+    settings = api_settings(
+        db_url, servers.redis_url, stripe_webhook_secret=SecretStr(SECRET), max_webhook_body_bytes=8 * KIB
+    )
     payload = succeeded_event(uuid.uuid4(), "pi_x", 16 * KIB)
 
     with TestClient(create_app(settings)) as client:

@@ -22,14 +22,19 @@ FUZZ = settings(
     max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=80),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=80),
     st.sampled_from(["", " ", "\x00", "\u0000x", "USD", "pm_card_visa", "1e309", str(uuid.uuid4()), "x" * 300]),
-)  # fmt: skip
+)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
-)  # fmt: skip
+)
 ORDER_KEYS = ["userId", "items", "shippingAddress", "paymentMethodId", "currency"]
 ITEM_KEYS = ["productId", "quantity", "price"]
 ADDRESS_KEYS = ["street", "city", "state", "zipCode", "country"]

@@ -23,15 +23,27 @@ def api(servers: Servers, db_url: str, redis_client: redis.Redis) -> Iterator[Te
 @pytest.mark.parametrize(
     "currency, unit_price, quantity, minimum",
     [
-        ("USD", 0, 1, 50), ("USD", 49, 1, 50), ("USD", 12, 4, 50), ("EUR", 49, 1, 50), ("GBP", 29, 1, 30),
-        ("JPY", 49, 1, 50), ("MXN", 999, 1, 1000), ("HUF", 17499, 1, 17500), ("SEK", 299, 1, 300),
+        ("USD", 0, 1, 50),
+        ("USD", 49, 1, 50),
+        ("USD", 12, 4, 50),
+        ("EUR", 49, 1, 50),
+        ("GBP", 29, 1, 30),
+        ("JPY", 49, 1, 50),
+        ("MXN", 999, 1, 1000),
+        ("HUF", 17499, 1, 17500),
+        ("SEK", 299, 1, 300),
         ("ZAR", 49, 1, 50),  # not in Stripe's table: the fallback minimum
     ],
-)  # fmt: skip
+)
 def test_an_order_whose_priced_total_is_under_the_minimum_charge_is_422_amount_too_small_and_writes_nothing(
-    api: TestClient, db_url: str, redis_client: redis.Redis, currency: str, unit_price: int, quantity: int,
+    api: TestClient,
+    db_url: str,
+    redis_client: redis.Redis,
+    currency: str,
+    unit_price: int,
+    quantity: int,
     minimum: int,
-) -> None:  # fmt: skip
+) -> None:
     product = make_product(db_url, price_cents=unit_price, currency=currency)
     body = order_body((product, quantity, unit_price), currency=currency)
     before = row_counts(db_url)

@@ -55,8 +55,11 @@ def test_a_valid_order_is_written_pending_priced_from_the_catalogue_and_answered
     assert order["shippingAddress"]["zipCode"] == "62701"
     assert datetime.fromisoformat(order["createdAt"]).tzinfo is not None
     assert row_counts(db_url) | {"products": 0} == row_counts(db_url) | {
-        "orders": 1, "order_lines": 2, "idempotency_keys": 1, "products": 0,
-    }  # fmt: skip
+        "orders": 1,
+        "order_lines": 2,
+        "idempotency_keys": 1,
+        "products": 0,
+    }
 
 
 def test_an_accepted_order_is_leased_to_reserve_stock_in_the_same_transaction(api: TestClient, db_url: str) -> None:
@@ -103,11 +106,20 @@ def test_an_order_is_read_back_with_its_timeline_in_start_order(api: TestClient,
     order_id, start = uuid.UUID(str(order["id"])), datetime.now(UTC)
     with unit_of_work(db_url) as session:
         for seconds, outcome, error in ((1, "retrying", "TRANSIENT_ERROR"), (3, "succeeded", None)):
-            session.add(SagaStep(
-                order_id=order_id, step="reserve_stock", kind="action", attempt=seconds // 2 + 1, outcome=outcome,
-                error_code=error, error_message=error and "timeout", started_at=start + timedelta(seconds=seconds),
-                finished_at=start + timedelta(seconds=seconds + 1), duration_ms=1000,
-            ))  # fmt: skip
+            session.add(
+                SagaStep(
+                    order_id=order_id,
+                    step="reserve_stock",
+                    kind="action",
+                    attempt=seconds // 2 + 1,
+                    outcome=outcome,
+                    error_code=error,
+                    error_message=error and "timeout",
+                    started_at=start + timedelta(seconds=seconds),
+                    finished_at=start + timedelta(seconds=seconds + 1),
+                    duration_ms=1000,
+                )
+            )
 
     response = api.get(f"/v1/orders/{order_id}", headers=auth("orders:read"))
 
@@ -120,8 +132,16 @@ def test_an_order_is_read_back_with_its_timeline_in_start_order(api: TestClient,
         (2, "succeeded", None, 1000),
     ]
     assert set(detail["timeline"][0]) == {
-        "step", "kind", "attempt", "outcome", "errorCode", "errorMessage", "startedAt", "finishedAt", "durationMs",
-    }  # fmt: skip
+        "step",
+        "kind",
+        "attempt",
+        "outcome",
+        "errorCode",
+        "errorMessage",
+        "startedAt",
+        "finishedAt",
+        "durationMs",
+    }
 
 
 def test_an_unknown_order_is_404_and_a_malformed_id_is_422(api: TestClient) -> None:

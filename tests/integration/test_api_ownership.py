@@ -29,8 +29,9 @@ def api(servers: Servers, db_url: str, redis_client: redis.Redis) -> Iterator[Te
 
 
 def place(api: TestClient, product: uuid.UUID, shop: str, user: str = "u-1") -> str:
-    response = api.post("/v1/orders", json=order_body((product, 1, 1250), user=user),
-                        headers=auth(client=shop, key=new_key()))  # fmt: skip
+    response = api.post(
+        "/v1/orders", json=order_body((product, 1, 1250), user=user), headers=auth(client=shop, key=new_key())
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 

@@ -38,8 +38,14 @@ def test_an_admin_adds_a_product_and_gets_201_with_its_location(api: TestClient)
     product = response.json()
     assert response.headers["Location"] == f"/v1/products/{product['id']}"
     assert {k: product[k] for k in ("sku", "price", "currency", "available", "reserved", "shipped", "total")} == {
-        "sku": "mug-blue", "price": 1250, "currency": "USD", "available": 7, "reserved": 0, "shipped": 0, "total": 7,
-    }  # fmt: skip
+        "sku": "mug-blue",
+        "price": 1250,
+        "currency": "USD",
+        "available": 7,
+        "reserved": 0,
+        "shipped": 0,
+        "total": 7,
+    }
     assert api.get(response.headers["Location"], headers=auth("orders:read")).json() == product
 
 
@@ -55,9 +61,18 @@ def test_a_taken_sku_is_409_and_writes_nothing(api: TestClient, db_url: str) -> 
 
 @pytest.mark.parametrize(
     "changes",
-    [{"price": 12.5}, {"price": "1250"}, {"price": -1}, {"stock": -1}, {"currency": "dollars"}, {"sku": "has space"},
-     {"name": ""}, {"name": "n" * 201}, {"extra": 1}],
-)  # fmt: skip
+    [
+        {"price": 12.5},
+        {"price": "1250"},
+        {"price": -1},
+        {"stock": -1},
+        {"currency": "dollars"},
+        {"sku": "has space"},
+        {"name": ""},
+        {"name": "n" * 201},
+        {"extra": 1},
+    ],
+)
 def test_an_invalid_product_is_422_and_writes_nothing(api: TestClient, db_url: str, changes: dict[str, Any]) -> None:
     before = row_counts(db_url)
 

@@ -43,11 +43,20 @@ def failed_order(
         for n, (outcome, code, message) in enumerate(
             [("retrying", "IntegrityError", SQL_ERROR), ("failed", "OUT_OF_STOCK", STOCK_ERROR)], start=1
         ):
-            session.add(SagaStep(
-                order_id=order_id, step="reserve_stock", kind="action", attempt=n, outcome=outcome, error_code=code,
-                error_message=message, started_at=start + timedelta(seconds=n),
-                finished_at=start + timedelta(seconds=n), duration_ms=5,
-            ))  # fmt: skip
+            session.add(
+                SagaStep(
+                    order_id=order_id,
+                    step="reserve_stock",
+                    kind="action",
+                    attempt=n,
+                    outcome=outcome,
+                    error_code=code,
+                    error_message=message,
+                    started_at=start + timedelta(seconds=n),
+                    finished_at=start + timedelta(seconds=n),
+                    duration_ms=5,
+                )
+            )
         session.execute(
             update(Order)
             .where(Order.id == order_id)
@@ -55,7 +64,7 @@ def failed_order(
                 status=status or ("cancelled" if cancel_reason else "needs_attention"),
                 cancel_reason=cancel_reason,
                 last_error=last_error,
-            )  # fmt: skip
+            )
         )
     return order_id
 
@@ -78,8 +87,9 @@ def test_the_timeline_shows_the_codes_and_safe_messages_but_no_sql_constraint_or
     assert detail["lastError"] == public_message("TRANSIENT_ERROR") != FALLBACK_MESSAGE
     with unit_of_work(db_url) as session:  # operators still read the raw text
         assert {step.error_message for step in session.query(SagaStep).filter_by(order_id=order_id)} == {
-            SQL_ERROR, STOCK_ERROR,
-        }  # fmt: skip
+            SQL_ERROR,
+            STOCK_ERROR,
+        }
 
 
 @pytest.mark.parametrize(

@@ -36,21 +36,40 @@ SEED = 20261201  # the same cases every run: a failure here is reproducible with
 @pytest.fixture
 def served_api(servers: Servers, db_url: str, redis_client: redis.Redis) -> Iterator[str]:
     settings = api_settings(
-        db_url, servers.redis_url, rate_limit_per_s=100_000, rate_limit_burst=100_000,
+        db_url,
+        servers.redis_url,
+        rate_limit_per_s=100_000,
+        rate_limit_burst=100_000,
         stripe_webhook_secret=SecretStr("whsec_schema_test"),
-    )  # fmt: skip
+    )
     with LoopbackServer(create_app(settings, enqueue=lambda order_id: None)) as server:
         yield server.url
 
 
 def test_every_operation_conforms_to_the_served_schema(served_api: str, tmp_path: Path) -> None:
     command = [
-        str(Path(sys.executable).parent / "st"), "run", f"{served_api}/openapi.json",
-        "--checks", ",".join(CHECKS), "--mode", "all", "--max-examples", str(EXAMPLES_PER_OPERATION),
-        "--seed", str(SEED), "--generation-deterministic", "--phases", "examples,coverage,fuzzing",
-        "--header", f"Authorization: Bearer {token('admin', client='schema-test')}",
-        "--request-timeout", "10", "--workers", "1", "--no-color",
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "st"),
+        "run",
+        f"{served_api}/openapi.json",
+        "--checks",
+        ",".join(CHECKS),
+        "--mode",
+        "all",
+        "--max-examples",
+        str(EXAMPLES_PER_OPERATION),
+        "--seed",
+        str(SEED),
+        "--generation-deterministic",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--header",
+        f"Authorization: Bearer {token('admin', client='schema-test')}",
+        "--request-timeout",
+        "10",
+        "--workers",
+        "1",
+        "--no-color",
+    ]
 
     # In tmp_path: schemathesis keeps its case database and reports in its working folder.
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)

@@ -176,15 +176,29 @@ def test_the_openapi_document_describes_the_v1_routes_and_bearer_auth(api: TestC
     spec = api.get("/openapi.json").json()
 
     assert set(spec["paths"]) == {
-        "/v1/orders", "/v1/orders/{order_id}", "/v1/orders/{order_id}/cancel", "/v1/products",
-        "/v1/products/{product_id}", "/v1/products/{product_id}/stock", "/healthz", "/readyz",
-    }  # fmt: skip
+        "/v1/orders",
+        "/v1/orders/{order_id}",
+        "/v1/orders/{order_id}/cancel",
+        "/v1/products",
+        "/v1/products/{product_id}",
+        "/v1/products/{product_id}/stock",
+        "/healthz",
+        "/readyz",
+    }
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     operations = {op["operationId"]: set(op["responses"]) for path in spec["paths"].values() for op in path.values()}
     assert set(operations) == {
-        "createOrder", "listOrders", "getOrder", "cancelOrder", "listProducts", "createProduct", "getProduct",
-        "setProductStock", "liveness", "readiness",
-    }, "client generators name their methods after these"  # fmt: skip
+        "createOrder",
+        "listOrders",
+        "getOrder",
+        "cancelOrder",
+        "listProducts",
+        "createProduct",
+        "getProduct",
+        "setProductStock",
+        "liveness",
+        "readiness",
+    }, "client generators name their methods after these"
     assert operations["createOrder"] >= {"201", "200", "400", "401", "403", "409", "413", "422", "429", "503"}
     price = spec["components"]["schemas"]["OrderItemCreate"]["properties"]["price"]
     assert price["type"] == "integer" and "cents" in price["description"]

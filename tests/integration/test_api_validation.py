@@ -22,9 +22,13 @@ PRICE = 1250
 @pytest.fixture
 def api(servers: Servers, db_url: str, redis_client: redis.Redis) -> Iterator[TestClient]:
     with api_client(
-        db_url, servers.redis_url, max_lines_per_order=3, max_quantity_per_line=10, max_body_bytes=4096,
+        db_url,
+        servers.redis_url,
+        max_lines_per_order=3,
+        max_quantity_per_line=10,
+        max_body_bytes=4096,
         rate_limit_burst=1000,
-    ) as client:  # fmt: skip
+    ) as client:
         yield client
 
 
@@ -131,7 +135,7 @@ def test_an_order_in_another_currency_than_its_products_is_currency_mismatch(api
         ('{"userId": "x"}', "text/plain", 422, "VALIDATION_ERROR"),
         ('{"userId": "x"}', None, 422, "VALIDATION_ERROR"),
     ],
-)  # fmt: skip
+)
 def test_a_body_that_is_not_json_is_400_one_that_is_not_an_order_422_and_neither_writes(
     api: TestClient, db_url: str, content: str | bytes, content_type: str | None, status: int, code: str
 ) -> None:

@@ -29,8 +29,24 @@ from tests.saga_helpers import wait_until_terminal
 from workers.enqueue import send, start_saga
 
 # Short enough for a test, with the same shape as production: sustained, hysteresis, cooldown.
-FAST = ["--interval", "0.25", "--sustain-up", "1", "--sustain-down", "2", "--cooldown", "1",
-        "--up-backlog", "10", "--down-backlog", "2", "--up-age", "60", "--grace", "15"]  # fmt: skip
+FAST = [
+    "--interval",
+    "0.25",
+    "--sustain-up",
+    "1",
+    "--sustain-down",
+    "2",
+    "--cooldown",
+    "1",
+    "--up-backlog",
+    "10",
+    "--down-backlog",
+    "2",
+    "--up-age",
+    "60",
+    "--grace",
+    "15",
+]
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,18 @@ class Autoscaler:
 def autoscaler(tmp_path: Path, *args: str, **env: str) -> Iterator[Autoscaler]:
     """Start the autoscaler on the test run's Redis and Postgres; SIGTERM it (and so its workers) after."""
     port, metrics_dir = free_port(), tmp_path / "worker-metrics"
-    command = [sys.executable, "-m", "workers.autoscale", "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
-               "--metrics-dir", str(metrics_dir), *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "workers.autoscale",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(port),
+        "--metrics-dir",
+        str(metrics_dir),
+        *args,
+    ]
     clean = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")}
     process = subprocess.Popen(command, env=clean | env, cwd=PROJECT_ROOT, start_new_session=True)
     try:
@@ -76,8 +102,12 @@ def autoscaler(tmp_path: Path, *args: str, **env: str) -> Iterator[Autoscaler]:
 
 
 def eventually(check: Callable[[], bool], seconds: float, what: str) -> None:
-    for attempt in Retrying(stop=stop_after_delay(seconds), wait=wait_fixed(0.2), reraise=True,
-                            retry=retry_if_exception_type((AssertionError, httpx.HTTPError))):  # fmt: skip
+    for attempt in Retrying(
+        stop=stop_after_delay(seconds),
+        wait=wait_fixed(0.2),
+        reraise=True,
+        retry=retry_if_exception_type((AssertionError, httpx.HTTPError)),
+    ):
         with attempt:
             assert check(), what
 
@@ -134,8 +164,11 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_its_live_metrics_are_dropp
 
         os.kill(worker.pid if victim == "worker" else parent.pid, signal.SIGKILL)
 
-        eventually(lambda: scaler.metric("orderflow_autoscaler_decisions_total", action="restart") == 1, 30,
-                   "the restart is counted")  # fmt: skip
+        eventually(
+            lambda: scaler.metric("orderflow_autoscaler_decisions_total", action="restart") == 1,
+            30,
+            "the restart is counted",
+        )
         eventually(lambda: running(scaler, 1)() and scaler.worker_parents()[0].pid != parent.pid, 30, "a new worker")
         # Killing the parent orphans its worker: the autoscaler stops that one too.
         eventually(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, 30, "no orphan")

@@ -51,9 +51,13 @@ def test_sent_messages_are_ready_in_their_queue_and_aged_from_the_oldest(redis_c
 
     a_minute_ago = int(time.time() * 1000) - 60_000
     stale: dramatiq.Message[None] = dramatiq.Message(
-        queue_name="stock", actor_name="reserve_stock", args=(str(uuid.uuid4()),), kwargs={}, options={},
+        queue_name="stock",
+        actor_name="reserve_stock",
+        args=(str(uuid.uuid4()),),
+        kwargs={},
+        options={},
         message_timestamp=a_minute_ago,
-    )  # fmt: skip
+    )
     broker.enqueue(stale)
     send("reserve_stock", uuid.uuid4())
     send("charge_payment", uuid.uuid4())

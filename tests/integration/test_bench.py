@@ -20,9 +20,17 @@ ORDERS = 30
 def test_a_tiny_bench_ships_every_order_of_both_chains_and_writes_a_well_formed_document(tmp_path: Path) -> None:
     # Given a bench of 30 orders, one repetition, one worker process with two threads
     config = BenchConfig(
-        orders=ORDERS, processes=1, threads=2, repeat=1, warmup=5, intake_seconds=1.0, intake_concurrency=2,
-        intake_rate=20.0, json_out=tmp_path / "bench.json", log_dir=tmp_path / "logs",
-    )  # fmt: skip
+        orders=ORDERS,
+        processes=1,
+        threads=2,
+        repeat=1,
+        warmup=5,
+        intake_seconds=1.0,
+        intake_concurrency=2,
+        intake_rate=20.0,
+        json_out=tmp_path / "bench.json",
+        log_dir=tmp_path / "logs",
+    )
 
     # When it runs end to end
     returned = run(config)
@@ -66,9 +74,16 @@ def test_a_tiny_bench_ships_every_order_of_both_chains_and_writes_a_well_formed_
 def test_a_tiny_list_bench_measures_every_case_on_both_tables_and_reaches_the_real_deep_pages(tmp_path: Path) -> None:
     # Given a list bench of 2,000 orders across 4 clients (500 each), page size 10, deep page 40 of 50
     config = ListBenchConfig(
-        orders=2000, clients=4, page_size=10, samples=10, warmup=2, deep_page=40, walk_clients=1,
-        json_out=tmp_path / "list-bench.json", log_dir=tmp_path / "logs",
-    )  # fmt: skip
+        orders=2000,
+        clients=4,
+        page_size=10,
+        samples=10,
+        warmup=2,
+        deep_page=40,
+        walk_clients=1,
+        json_out=tmp_path / "list-bench.json",
+        log_dir=tmp_path / "logs",
+    )
 
     # When it runs end to end
     returned = run_list(config)

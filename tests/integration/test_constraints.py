@@ -54,8 +54,14 @@ def a_payment(db_url: str, **overrides: Any) -> None:
 
 def a_refund(db_url: str, **overrides: Any) -> None:
     order = an_order(db_url)
-    payment = {"order_id": order, "idempotency_key": uuid.uuid4().hex, "amount_cents": 1200, "currency": "USD",
-               "status": "succeeded", "intent_id": f"pi_{uuid.uuid4().hex}"}  # fmt: skip
+    payment = {
+        "order_id": order,
+        "idempotency_key": uuid.uuid4().hex,
+        "amount_cents": 1200,
+        "currency": "USD",
+        "status": "succeeded",
+        "intent_id": f"pi_{uuid.uuid4().hex}",
+    }
     insert(db_url, "payments", **payment)
     with engine_for(db_url).connect() as connection:
         payment_id = connection.execute(text("SELECT id FROM payments WHERE order_id = :o"), {"o": order}).scalar_one()

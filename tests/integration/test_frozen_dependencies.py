@@ -81,9 +81,11 @@ class Stack:
 
     def place(self, key: str, body: dict[str, Any] | None = None) -> Answer:
         body = body or {
-            "userId": random_user(), "items": [{"productId": str(self.product), "quantity": 1, "price": 1250}],
-            "shippingAddress": GOOD_ADDRESS, "paymentMethodId": "pm_card_visa",
-        }  # fmt: skip
+            "userId": random_user(),
+            "items": [{"productId": str(self.product), "quantity": 1, "price": 1250}],
+            "shippingAddress": GOOD_ADDRESS,
+            "paymentMethodId": "pm_card_visa",
+        }
         headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": key}
         started = time.monotonic()
         response = httpx.post(f"{self.api_url}/v1/orders", json=body, headers=headers, timeout=60)
@@ -126,14 +128,17 @@ def stack() -> Iterator[Stack]:
         (root / "logs").mkdir()
         env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")}
         env |= CHILD_SETTINGS | {
-            "DATABASE_URL": servers.database_url, "REDIS_URL": servers.redis_url, "STACK_DIR": str(root),
-            "JWT_SECRETS": json.dumps([secret]), "API_METRICS_PORT": str(metrics_port),
-        }  # fmt: skip
+            "DATABASE_URL": servers.database_url,
+            "REDIS_URL": servers.redis_url,
+            "STACK_DIR": str(root),
+            "JWT_SECRETS": json.dumps([secret]),
+            "API_METRICS_PORT": str(metrics_port),
+        }
         commands = {
             "api": venv_tool("uvicorn", "api.app:create_app", "--factory", "--port", str(port), "--log-level", "error"),
             "worker": venv_tool("dramatiq", "workers.saga.worker", "--processes", "1", "--threads", "4"),
             "reaper": python("-m", "workers.reaper"),
-        }  # fmt: skip
+        }
         for name, argv in commands.items():
             stack.children[name] = Child(name, argv, env, root / "logs").start()
             cleanup.callback(stack.children[name].stop)
@@ -184,8 +189,9 @@ def accepted_after_thaw(stack: Stack, answers: list[Answer]) -> list[uuid.UUID]:
     """Each order's id, once its key is accepted: a 503 is retried with the same key, as a client would."""
     order_ids = []
     for answer in answers:
-        for attempt in Retrying(stop=stop_after_delay(20), wait=wait_fixed(0.2), reraise=True,
-                                retry=retry_if_exception_type(AssertionError)):  # fmt: skip
+        for attempt in Retrying(
+            stop=stop_after_delay(20), wait=wait_fixed(0.2), reraise=True, retry=retry_if_exception_type(AssertionError)
+        ):
             with attempt:
                 settled = answer if answer.accepted else stack.place(answer.key, answer.request)
                 assert settled.accepted, settled
@@ -210,8 +216,9 @@ def test_with_postgres_frozen_intake_answers_503_not_ready_within_5_s_and_every_
     during, (ready_s, ready_status, readiness), listing = place_while_frozen(stack, stack.postgres_processes, orders=4)
     after = [stack.place(f"after-{uuid.uuid4().hex}") for _ in range(2)]
 
-    log.info("frozen postgres: POST answers %s, /readyz %.2f s", [(a.status, round(a.seconds, 2)) for a in during],
-             ready_s)  # fmt: skip
+    log.info(
+        "frozen postgres: POST answers %s, /readyz %.2f s", [(a.status, round(a.seconds, 2)) for a in during], ready_s
+    )
     assert all(answer.status == 201 for answer in before + after), before + after
     assert all(a.seconds < POSTGRES_BOUND_S and (a.status == 201 or a.bounded_503) for a in during), during
     assert any(answer.bounded_503 for answer in during), "Postgres was frozen: some order must have waited on it"
@@ -228,8 +235,9 @@ def test_with_redis_frozen_intake_answers_within_2_s_and_every_order_ships(stack
     during, (ready_s, ready_status, readiness), listing = place_while_frozen(stack, stack.redis_processes, orders=4)
     after = [stack.place(f"after-{uuid.uuid4().hex}") for _ in range(2)]
 
-    log.info("frozen redis: POST answers %s, /readyz %.2f s", [(a.status, round(a.seconds, 2)) for a in during],
-             ready_s)  # fmt: skip
+    log.info(
+        "frozen redis: POST answers %s, /readyz %.2f s", [(a.status, round(a.seconds, 2)) for a in during], ready_s
+    )
     assert all(answer.status == 201 for answer in before + after), before + after
     # Postgres answers, so every order is written; its first message is lost with the freeze, and the reaper
     # re-drives it once its lease runs out.

@@ -71,10 +71,13 @@ def test_0003_gives_each_existing_order_the_client_of_its_idempotency_key_and_go
     with engine.begin() as connection:
         for order_id in (keyed, unkeyed):
             connection.execute(text(OLD_ORDER), {"id": order_id})
-        connection.execute(text(
-            "INSERT INTO idempotency_keys (client_id, key, request_hash, order_id, response_code, response_body) "
-            "VALUES ('shop-a', 'k-1', 'h', :id, 201, '{}')"
-        ), {"id": keyed})  # fmt: skip
+        connection.execute(
+            text(
+                "INSERT INTO idempotency_keys (client_id, key, request_hash, order_id, response_code, response_body) "
+                "VALUES ('shop-a', 'k-1', 'h', :id, 201, '{}')"
+            ),
+            {"id": keyed},
+        )
 
     migrate.upgrade(empty_database, "0003")
     with engine.connect() as connection:

@@ -153,23 +153,32 @@ def test_an_intent_that_needs_the_customer_is_cancelled_at_stripe_before_the_ord
     run_steps(order_id, adapters, "reserve_stock")
     # An intent waiting for 3-D Secure (made without error_on_requires_action), recorded pending in our ledger.
     client = stripe_sdk.StripeClient(LOCAL_STRIPE_KEY, base_addresses={"api": stripe.url})
-    waiting = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "usd", "payment_method": "pm_card_authenticationRequired", "confirm": True,
-        "metadata": {"order_id": str(order_id)},
-    })  # fmt: skip
+    waiting = client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "payment_method": "pm_card_authenticationRequired",
+            "confirm": True,
+            "metadata": {"order_id": str(order_id)},
+        }
+    )
     assert waiting.status == "requires_action"
     with engine_for(db_url).begin() as connection:
-        connection.execute(text(
-            "INSERT INTO payments (order_id, idempotency_key, intent_id, amount_cents, currency, status)"
-            " VALUES (:o, :k, :i, 2500, 'USD', 'pending')"
-        ), {"o": order_id, "k": f"{order_id}:charge_payment", "i": waiting.id})  # fmt: skip
+        connection.execute(
+            text(
+                "INSERT INTO payments (order_id, idempotency_key, intent_id, amount_cents, currency, status)"
+                " VALUES (:o, :k, :i, 2500, 'USD', 'pending')"
+            ),
+            {"o": order_id, "k": f"{order_id}:charge_payment", "i": waiting.id},
+        )
 
     run_steps(order_id, adapters, "charge_payment")
     run_undos(order_id, adapters)
 
     assert (order_row(db_url, order_id)["status"], order_row(db_url, order_id)["cancel_reason"]) == (
-        "cancelled", "PAYMENT_DECLINED",
-    )  # fmt: skip
+        "cancelled",
+        "PAYMENT_DECLINED",
+    )
     assert intent_of(stripe.ledger(), order_id)["status"] == "canceled"  # it can never succeed later
     assert stock(db_url, product) == (5, 5, 0, 0)
 
@@ -178,8 +187,9 @@ def lose_the_charge(db_url: str, order_id: uuid.UUID) -> None:
     """The end state of the old search-lag defect: cancelled, the ledger sure nothing was charged, stock back."""
     cancel_order(db_url, order_id)
     with engine_for(db_url).begin() as connection:
-        connection.execute(text("UPDATE payments SET status = 'declined', intent_id = NULL WHERE order_id = :o"),
-                           {"o": order_id})  # fmt: skip
+        connection.execute(
+            text("UPDATE payments SET status = 'declined', intent_id = NULL WHERE order_id = :o"), {"o": order_id}
+        )
     run_undos(order_id, adapters_for(db_url, "http://127.0.0.1:9", "http://127.0.0.1:9"))
     assert order_row(db_url, order_id)["status"] == "cancelled"
 
@@ -206,8 +216,9 @@ def test_the_reaper_refunds_a_cancelled_order_whose_late_success_event_was_lost(
     order_id, _ = paid_order(stack)
     cancel_order(db_url, order_id)
     with engine_for(db_url).begin() as connection:  # cancelled with the refund never made (and never learnt of)
-        connection.execute(text("UPDATE orders SET status = 'cancelled', current_step = NULL WHERE id = :o"),
-                           {"o": order_id})  # fmt: skip
+        connection.execute(
+            text("UPDATE orders SET status = 'cancelled', current_step = NULL WHERE id = :o"), {"o": order_id}
+        )
 
     assert refund_late_charges(db_url) == [order_id]
     run_undos(order_id, adapters_for(db_url, stripe.url, carrier.url))
@@ -330,9 +341,15 @@ def test_a_refund_failing_after_the_cancel_parks_the_cancelled_order(stack: Stac
     cancel_order(db_url, order_id)
     run_undos(order_id, adapters_for(db_url, stripe.url, carrier.url))
     [refund] = intent_of(stripe.ledger(), order_id)["refunds"]
-    failed = {"id": refund["id"], "object": "refund", "amount": refund["amount"], "status": "failed",
-              "payment_intent": intent_of(stripe.ledger(), order_id)["id"], "failure_reason": "lost_or_stolen_card",
-              "metadata": {"order_id": str(order_id), "origin": "orderflow"}}  # fmt: skip
+    failed = {
+        "id": refund["id"],
+        "object": "refund",
+        "amount": refund["amount"],
+        "status": "failed",
+        "payment_intent": intent_of(stripe.ledger(), order_id)["id"],
+        "failure_reason": "lost_or_stolen_card",
+        "metadata": {"order_id": str(order_id), "origin": "orderflow"},
+    }
     body = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "refund.failed", "data": {"object": failed}})
 
     answer = hook.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": signature(body)})

@@ -61,8 +61,11 @@ def test_a_compensation_out_of_retries_logs_the_traceback_of_its_last_attempt(
     assert order_row(db_url, order_id)["status"] == "needs_attention"
     line = parked_line(log_stream)
     assert (line["logger"], line["level"], line["order_id"], line["step"]) == (
-        "orderflow.saga", "error", str(order_id), "refund_payment",
-    )  # fmt: skip
+        "orderflow.saga",
+        "error",
+        str(order_id),
+        "refund_payment",
+    )
     assert line["error"] == "refund_payment kept failing: KeyError: 'charge_id'"
     assert 'in refund_crashes\n    raise KeyError("charge_id")' in line["exception"]
 

@@ -66,10 +66,12 @@ def stalled(db_url: str, status: str = "pending", step: str | None = "reserve_st
         db_url,
         "UPDATE orders SET status = :status, current_step = :step, lease_expires_at = now() - interval '1 minute',"
         " deliveries = 3, cancel_reason = :reason, last_error = :error WHERE id = :id",
-        id=order_id, status=status, step=step,
+        id=order_id,
+        status=status,
+        step=step,
         reason="PAYMENT_DECLINED" if status in ("needs_attention", "cancelled") else None,
         error=f"{step}: TRANSIENT_ERROR: provider down" if status == "needs_attention" else None,
-    )  # fmt: skip
+    )
     return order_id
 
 
@@ -201,11 +203,20 @@ def test_a_dry_run_retry_changes_nothing_and_a_real_one_sends_the_due_message_wi
 
     real = orderctl_json("retry", str(order_id), "--reason", "provider back")
 
-    assert real["changes"][0] | {"detail": ""} == {"order_id": str(order_id), "action": "retry", "ok": True,
-                                                   "detail": "", "message_id": None}  # fmt: skip
+    assert real["changes"][0] | {"detail": ""} == {
+        "order_id": str(order_id),
+        "action": "retry",
+        "ok": True,
+        "detail": "",
+        "message_id": None,
+    }
     assert all_queued(redis_client) == [("charge_payment", str(order_id))]
-    assert order_row(db_url, order_id) == {"status": "reserved", "current_step": "charge_payment", "deliveries": 0,
-                                           "leased": True}  # fmt: skip
+    assert order_row(db_url, order_id) == {
+        "status": "reserved",
+        "current_step": "charge_payment",
+        "deliveries": 0,
+        "leased": True,
+    }
     assert timeline(db_url, order_id) == [("operator_retry", "succeeded")]
 
 
@@ -304,8 +315,18 @@ def order_with_id(db_url: str, order_id: uuid.UUID) -> None:
     """An order whose id an earlier, dead-lettered message already named (the message overtook its commit)."""
     with unit_of_work(db_url) as session:
         line = OrderLine(product_id=make_product(db_url), line_no=1, quantity=1, unit_price_cents=1250)
-        session.add(Order(id=order_id, client_id="shop-1", user_id="u-1", currency="USD", total_cents=1250,
-                          payment_method_id="pm_card_visa", shipping_address=GOOD_ADDRESS, lines=[line]))  # fmt: skip
+        session.add(
+            Order(
+                id=order_id,
+                client_id="shop-1",
+                user_id="u-1",
+                currency="USD",
+                total_cents=1250,
+                payment_method_id="pm_card_visa",
+                shipping_address=GOOD_ADDRESS,
+                lines=[line],
+            )
+        )
 
 
 def test_dead_letters_are_listed_requeued_through_their_order_and_purged_with_dry_runs_first(
@@ -322,8 +343,9 @@ def test_dead_letters_are_listed_requeued_through_their_order_and_purged_with_dr
     assert {letter["order_id"] for letter in listed["letters"]} == {str(revived), str(ghost)}
     dry = orderctl_json("dlq", "requeue", "--dry-run")
     assert {c["order_id"]: c["detail"] for c in dry["changes"]} == {
-        str(revived): "would send reserve_stock", str(ghost): "would drop it: no live order"
-    }  # fmt: skip
+        str(revived): "would send reserve_stock",
+        str(ghost): "would drop it: no live order",
+    }
     assert len(dead_letters(redis_client)) == 2
 
     assert orderctl_json("dlq", "requeue", "--order", str(revived))["changes"][0]["detail"] == "sent reserve_stock"
@@ -360,12 +382,24 @@ def test_stats_reports_orders_per_state_queue_depths_and_throughput_as_json(
     data = orderctl_json("stats", "--minutes", "5")
 
     assert data["orders"] == {
-        "pending": 1, "reserved": 0, "paid": 0, "confirmed": 0, "notified": 0, "shipped": 1,
-        "compensating": 0, "cancelled": 0, "needs_attention": 0,
-    }  # fmt: skip
+        "pending": 1,
+        "reserved": 0,
+        "paid": 0,
+        "confirmed": 0,
+        "notified": 0,
+        "shipped": 1,
+        "compensating": 0,
+        "cancelled": 0,
+        "needs_attention": 0,
+    }
     assert data["queues"]["stock"] | {"oldest_age_s": None} == {
-        "queue": "stock", "ready": 1, "delayed": 0, "in_flight": 0, "dead": 0, "oldest_age_s": None
-    }  # fmt: skip
+        "queue": "stock",
+        "ready": 1,
+        "delayed": 0,
+        "in_flight": 0,
+        "dead": 0,
+        "oldest_age_s": None,
+    }
     assert len(data["throughput"]["per_minute"]) == 5
     assert sum(minute["shipped"] for minute in data["throughput"]["per_minute"]) == 1
     assert data["throughput"]["terminal_per_minute"] == 0.2

@@ -123,9 +123,12 @@ def test_a_timed_out_charge_is_in_doubt_and_resolving_it_replays_the_original_wi
 
 def resolve(payments: StripePayments, order: str) -> Charge | None:
     return payments.resolve_charge(
-        order_id=order, amount_cents=2500, currency="usd", payment_method="pm_card_visa",
+        order_id=order,
+        amount_cents=2500,
+        currency="usd",
+        payment_method="pm_card_visa",
         idempotency_key=f"{order}:charge",
-    )  # fmt: skip
+    )
 
 
 def test_resolving_a_charge_that_never_arrived_charges_nobody_and_blocks_a_late_copy(
@@ -146,10 +149,16 @@ def test_resolving_a_declined_charge_says_no_money_was_taken(payments: StripePay
     with pytest.raises(PaymentDeclined):
         charge(payments, order, pm="pm_card_chargeDeclined")
 
-    assert payments.resolve_charge(
-        order_id=order, amount_cents=2500, currency="usd", payment_method="pm_card_chargeDeclined",
-        idempotency_key=f"{order}:charge",
-    ) is None  # fmt: skip
+    assert (
+        payments.resolve_charge(
+            order_id=order,
+            amount_cents=2500,
+            currency="usd",
+            payment_method="pm_card_chargeDeclined",
+            idempotency_key=f"{order}:charge",
+        )
+        is None
+    )
 
 
 def test_find_charge_prefers_the_succeeded_intent_over_a_later_decline(payments: StripePayments) -> None:

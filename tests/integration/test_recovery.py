@@ -299,8 +299,10 @@ def test_a_step_re_driven_too_often_is_taken_for_poison_and_the_order_is_compens
     assert result.redriven == [] and result.poisoned == [(order_id, due)]
     row = order_row(db_url, order_id)
     assert (row["status"], row["cancel_reason"], row["current_step"]) == (
-        "compensating", "REDELIVERY_LIMIT", saga.compensation_plan(due)[0],
-    )  # fmt: skip
+        "compensating",
+        "REDELIVERY_LIMIT",
+        saga.compensation_plan(due)[0],
+    )
     assert all_queued(redis_client) == [(saga.queue_of(row["current_step"]), row["current_step"], (str(order_id),))]
     failed = step_rows(db_url, order_id)
     assert (due, "action", "failed", "REDELIVERY_LIMIT") in failed
@@ -310,8 +312,14 @@ def test_a_compensation_re_driven_too_often_parks_the_order_for_a_person(
     db_url: str, redis_client: redis.Redis
 ) -> None:
     order_id = new_order(db_url)
-    set_row(db_url, order_id, status=OrderStatus.COMPENSATING, current_step="refund_payment", lease_in_s=-60,
-            deliveries=POLICY.max_redeliveries)  # fmt: skip
+    set_row(
+        db_url,
+        order_id,
+        status=OrderStatus.COMPENSATING,
+        current_step="refund_payment",
+        lease_in_s=-60,
+        deliveries=POLICY.max_redeliveries,
+    )
 
     assert sweep(db_url, POLICY).poisoned == [(order_id, "refund_payment")]
 

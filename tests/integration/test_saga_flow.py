@@ -88,8 +88,11 @@ def test_a_rejected_shipment_refunds_releases_and_sends_a_cancellation_notice(
     assert deliveries(db_url, order_id, "notifier", "confirmation") == 1
     assert deliveries(db_url, order_id, "notifier", "cancellation") == 1
     assert [step for step, outcome in timeline(db_url, order_id) if outcome != "failed"][-4:] == [
-        "send_cancellation", "unconfirm", "refund_payment", "release_stock",
-    ]  # fmt: skip
+        "send_cancellation",
+        "unconfirm",
+        "refund_payment",
+        "release_stock",
+    ]
     assert violations_only(audit(db_url, stripe_server.ledger())) == {}
 
 

@@ -64,8 +64,14 @@ def refund_event(
 ) -> str:
     """A refund.updated event: one refund of the intent, with its status (the saga's own when tagged with the order)."""
     metadata = {"order_id": str(order_id), "origin": "orderflow"} if order_id else {}
-    refund = {"id": refund_id or f"re_{uuid.uuid4().hex}", "object": "refund", "payment_intent": intent_id,
-              "amount": amount, "status": status, "metadata": metadata}  # fmt: skip
+    refund = {
+        "id": refund_id or f"re_{uuid.uuid4().hex}",
+        "object": "refund",
+        "payment_intent": intent_id,
+        "amount": amount,
+        "status": status,
+        "metadata": metadata,
+    }
     return event("refund.updated", refund)
 
 
@@ -90,9 +96,15 @@ def make_payment(db_url: str, status: str = "in_doubt", intent_id: str | None = 
                 "INSERT INTO payments (order_id, idempotency_key, intent_id, amount_cents, currency, status,"
                 " refunded_cents) VALUES (:order, :key, :intent, :amount, 'USD', :status, :refunded)"
             ),
-            {"order": order_id, "key": f"{order_id}:charge_payment", "intent": intent_id, "amount": AMOUNT,
-             "status": status, "refunded": refunded},
-        )  # fmt: skip
+            {
+                "order": order_id,
+                "key": f"{order_id}:charge_payment",
+                "intent": intent_id,
+                "amount": AMOUNT,
+                "status": status,
+                "refunded": refunded,
+            },
+        )
     return order_id
 
 
@@ -126,8 +138,11 @@ def test_a_signed_succeeded_event_marks_an_in_doubt_payment_succeeded_and_leaves
     assert accepted(stripe_hook, payload) == {"received": True}
 
     assert ledger(db_url, order_id) | {"error": None} == {
-        "status": "succeeded", "intent_id": pi, "refunded_cents": 0, "error": None,
-    }  # fmt: skip
+        "status": "succeeded",
+        "intent_id": pi,
+        "refunded_cents": 0,
+        "error": None,
+    }
     assert order_status(db_url, order_id) == "pending"  # the saga's reconcile moves the order, not the webhook
     assert recorded(db_url) == [(json.loads(payload)["id"], "payment_intent.succeeded")]
 
@@ -183,8 +198,11 @@ def test_a_payment_failed_event_declines_an_unsettled_payment_with_stripes_reaso
     accepted(stripe_hook, json.dumps(failed))
 
     assert ledger(db_url, order_id) | {"intent_id": None} == {
-        "status": "declined", "intent_id": None, "refunded_cents": 0, "error": "Your card was declined.",
-    }  # fmt: skip
+        "status": "declined",
+        "intent_id": None,
+        "refunded_cents": 0,
+        "error": "Your card was declined.",
+    }
 
 
 def test_a_payment_failed_event_after_success_does_not_downgrade_the_payment(
@@ -258,8 +276,11 @@ def test_a_refund_ahead_of_its_payments_success_is_refused_unrecorded_so_stripe_
 
     assert_error(response, 409, "PAYMENT_NOT_SETTLED")
     assert ledger(db_url, order_id) | {"error": None} == {
-        "status": "in_doubt", "intent_id": None, "refunded_cents": 0, "error": None,
-    }  # fmt: skip
+        "status": "in_doubt",
+        "intent_id": None,
+        "refunded_cents": 0,
+        "error": None,
+    }
     assert recorded(db_url) == []
 
 
@@ -289,8 +310,11 @@ def test_events_in_any_order_end_in_the_same_state_as_in_order(
 
     assert pending == []
     assert ledger(db_url, order_id) | {"error": None} == {
-        "status": "succeeded", "intent_id": pi, "refunded_cents": 1400, "error": None,
-    }  # fmt: skip
+        "status": "succeeded",
+        "intent_id": pi,
+        "refunded_cents": 1400,
+        "error": None,
+    }
     assert len(recorded(db_url)) == 3
 
 
@@ -324,8 +348,11 @@ def test_an_event_for_an_unknown_payment_is_recorded_and_answered_200_without_ch
     assert accepted(stripe_hook, payload) == {"received": True}
 
     assert ledger(db_url, order_id) | {"error": None} == {
-        "status": "in_doubt", "intent_id": None, "refunded_cents": 0, "error": None,
-    }  # fmt: skip
+        "status": "in_doubt",
+        "intent_id": None,
+        "refunded_cents": 0,
+        "error": None,
+    }
     assert len(recorded(db_url)) == 1
 
 
@@ -399,9 +426,18 @@ def test_a_body_changed_after_signing_is_refused_400(stripe_hook: TestClient, db
         event("payment_intent.succeeded", {"object": "payment_intent"}),
         event("refund.updated", {"id": "re_1", "payment_intent": "pi_1", "amount": -5, "status": "succeeded"}),
     ],
-    ids=["malformed", "array", "null", "string", "no-id", "data-not-object", "id-too-long", "intent-no-id",
-         "negative-refund"],
-)  # fmt: skip
+    ids=[
+        "malformed",
+        "array",
+        "null",
+        "string",
+        "no-id",
+        "data-not-object",
+        "id-too-long",
+        "intent-no-id",
+        "negative-refund",
+    ],
+)
 def test_a_signed_body_that_is_not_a_usable_event_is_refused_400_invalid_payload(
     stripe_hook: TestClient, db_url: str, payload: str
 ) -> None:

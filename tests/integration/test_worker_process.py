@@ -35,8 +35,12 @@ def start_worker(db_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iter
 
 def scrape(url: str, *wanted: str) -> str:
     """The worker's metrics page, once it shows every wanted line prefix."""
-    for attempt in Retrying(stop=stop_after_delay(20), wait=wait_fixed(0.2), reraise=True,
-                            retry=retry_if_exception_type((AssertionError, httpx.HTTPError))):  # fmt: skip
+    for attempt in Retrying(
+        stop=stop_after_delay(20),
+        wait=wait_fixed(0.2),
+        reraise=True,
+        retry=retry_if_exception_type((AssertionError, httpx.HTTPError)),
+    ):
         with attempt:
             page = httpx.get(url, timeout=2).text
             missing = [line for line in wanted if line not in page]

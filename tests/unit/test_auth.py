@@ -38,8 +38,11 @@ def test_a_minted_token_carries_the_audience_and_issuer_only_when_given() -> Non
     plain = jwt.decode(mint_token(KEY, "shop-1", ["orders:read"]), KEY, algorithms=["HS256"])
     named = jwt.decode(
         mint_token(KEY, "shop-1", ["orders:read"], audience=AUDIENCE, issuer=ISSUER),
-        KEY, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
-    )  # fmt: skip
+        KEY,
+        algorithms=["HS256"],
+        audience=AUDIENCE,
+        issuer=ISSUER,
+    )
 
     assert "aud" not in plain and "iss" not in plain
     assert (named["aud"], named["iss"]) == (AUDIENCE, ISSUER)

@@ -7,9 +7,15 @@ import pytest
 from workers.autoscale.policy import Policy, Sample, Scaler, decide
 
 POLICY = Policy(
-    min_workers=1, max_workers=4, up_backlog=16, down_backlog=4, up_age_s=10,
-    sustain_up_s=5, sustain_down_s=10, cooldown_s=30,
-)  # fmt: skip
+    min_workers=1,
+    max_workers=4,
+    up_backlog=16,
+    down_backlog=4,
+    up_age_s=10,
+    sustain_up_s=5,
+    sustain_down_s=10,
+    cooldown_s=30,
+)
 
 
 def readings(*waiting: int, every_s: float = 1.0, age_s: float | None = None) -> list[Sample]:

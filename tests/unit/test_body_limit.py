@@ -40,9 +40,14 @@ LIMITS = BodyLimitMiddleware(echo_size, max_bytes=10, limits={"/v1/webhooks/": 1
 
 @pytest.mark.parametrize(
     "path, limit",
-    [("/v1/orders", 10), ("/v1/webhooks", 10), ("/v1/webhooksx", 10), ("/v1/webhooks/stripe", 100),
-     ("/v1/webhooks/big/one", 1000)],
-)  # fmt: skip
+    [
+        ("/v1/orders", 10),
+        ("/v1/webhooks", 10),
+        ("/v1/webhooksx", 10),
+        ("/v1/webhooks/stripe", 100),
+        ("/v1/webhooks/big/one", 1000),
+    ],
+)
 def test_a_path_gets_the_limit_of_its_longest_prefix_or_the_default(path: str, limit: int) -> None:
     assert post(LIMITS, path, limit) == (200, limit)
     status, error = post(LIMITS, path, limit + 1)

@@ -32,10 +32,16 @@ SECRET_TEMPLATE = DEPLOY / "secrets.example.yaml"  # outside the folder, so appl
 DASHBOARD = DEPLOY / "grafana" / "orderflow.json"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 ARTEFACTS = [
-    "deploy/Dockerfile", ".dockerignore", "deploy/prometheus.yml", "deploy/alerts.yml",
-    "deploy/grafana/orderflow.json", "deploy/secrets.example.yaml", "docs/runbook.md", "docs/architecture.md",
+    "deploy/Dockerfile",
+    ".dockerignore",
+    "deploy/prometheus.yml",
+    "deploy/alerts.yml",
+    "deploy/grafana/orderflow.json",
+    "deploy/secrets.example.yaml",
+    "docs/runbook.md",
+    "docs/architecture.md",
     *(f"deploy/k8s/{name}.yaml" for name in ("api", "worker", "reaper", "migrate-job", "keda-scaledobject", "config")),
-]  # fmt: skip
+]
 AUTOSCALER_MODULES = ("workers.autoscale.metrics", "workers.autoscale.supervisor")
 SETTINGS_ENV = {field.upper() for field in Settings.model_fields}
 
@@ -53,10 +59,16 @@ SUFFIXES = {
     "info": ("_info",),
 }
 CONSTRUCTORS = {
-    "Counter": "counter", "Gauge": "gauge", "Histogram": "histogram", "Summary": "summary", "Info": "info",
-    "CounterMetricFamily": "counter", "GaugeMetricFamily": "gauge", "HistogramMetricFamily": "histogram",
+    "Counter": "counter",
+    "Gauge": "gauge",
+    "Histogram": "histogram",
+    "Summary": "summary",
+    "Info": "info",
+    "CounterMetricFamily": "counter",
+    "GaugeMetricFamily": "gauge",
+    "HistogramMetricFamily": "histogram",
     "SummaryMetricFamily": "summary",
-}  # fmt: skip
+}
 
 
 # ---- reading the artefacts ------------------------------------------------------------------------------
@@ -445,8 +457,9 @@ def test_the_migration_job_calls_what_models_migrate_provides() -> None:
     container = the_container(the("Job", "orderflow-migrate"))
     assert container["command"][:2] == ["python", "-c"]
     code = ast.parse(container["command"][2])
-    imported = [(node.module, alias.name) for node in ast.walk(code) if isinstance(node, ast.ImportFrom)
-                for alias in node.names]  # fmt: skip
+    imported = [
+        (node.module, alias.name) for node in ast.walk(code) if isinstance(node, ast.ImportFrom) for alias in node.names
+    ]
     assert ("models.migrate", "upgrade") in imported
     for module, name in imported:
         assert module and hasattr(importlib.import_module(module), name), f"{module}.{name}"
@@ -656,18 +669,23 @@ def test_a_metric_the_code_does_not_export_is_reported(exported: set[str]) -> No
 
 def test_the_exported_names_come_from_every_process(exported: set[str]) -> None:
     assert {
-        "orderflow_orders_stalled", "orderflow_recovery_latency_seconds_count", "orderflow_orders_accepted_total",
-        "orderflow_http_request_duration_seconds_bucket", "dramatiq_messages_total",
+        "orderflow_orders_stalled",
+        "orderflow_recovery_latency_seconds_count",
+        "orderflow_orders_accepted_total",
+        "orderflow_http_request_duration_seconds_bucket",
+        "dramatiq_messages_total",
         "dramatiq_message_duration_milliseconds_bucket",
-    } <= exported  # fmt: skip
+    } <= exported
 
 
 def test_the_autoscaler_module_exports_the_queue_metrics() -> None:
     assert autoscaler_modules(), f"none of {AUTOSCALER_MODULES} exists yet"
     wanted = {
-        "orderflow_queue_messages", "orderflow_queue_oldest_age_seconds", "orderflow_workers",
+        "orderflow_queue_messages",
+        "orderflow_queue_oldest_age_seconds",
+        "orderflow_workers",
         "orderflow_autoscaler_decisions_total",
-    }  # fmt: skip
+    }
     assert wanted <= autoscaler_series()
 
 

@@ -32,9 +32,12 @@ def hung_redis_url() -> Iterator[str]:
 
 def message(redis_message_id: str = "m-1") -> dramatiq.Message[object]:
     return dramatiq.Message(
-        queue_name="stock", actor_name="reserve_stock", args=("order-1",), kwargs={},
+        queue_name="stock",
+        actor_name="reserve_stock",
+        args=("order-1",),
+        kwargs={},
         options={"redis_message_id": redis_message_id},
-    )  # fmt: skip
+    )
 
 
 def test_the_broker_is_built_with_the_socket_timeout_for_connecting_and_reading() -> None:

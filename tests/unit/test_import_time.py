@@ -58,8 +58,11 @@ def test_only_the_workers_entry_point_declares_the_actors() -> None:
     env_check = subprocess.run(
         [sys.executable, "-c", "import workers.saga.worker"],
         env={key: value for key, value in os.environ.items() if key != "REDIS_URL"},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
     assert env_check.returncode != 0
     assert "REDIS_URL is not set" in env_check.stderr

@@ -177,7 +177,7 @@ def test_production_code_writes_nothing_through_an_orm_session() -> None:
             "from sqlalchemy.dialects.postgresql import insert as upsert\nfrom models.tables import PRODUCTS\n"
             "S = upsert(PRODUCTS).on_conflict_do_nothing()",
             "products",
-        ),  # fmt: skip
+        ),
         ("from models.orders import Order\nsession.execute(update(Order).values(deliveries=1))", "orders"),
         ("from models.saga import WebhookEvent\nS = delete(WebhookEvent.__table__)", "webhook_events"),
         ("from models import tables\nS = tables.REFUNDS.insert()", "refunds"),

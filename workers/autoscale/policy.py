@@ -71,10 +71,11 @@ def decide(samples: Sequence[Sample], workers: int, since_change_s: float, polic
         return Decision(desired, "up", _why_up(latest, workers, policy))
     if workers > policy.min_workers and _held(samples, policy.sustain_down_s, lambda s: _low(s, workers, policy)):
         return Decision(
-            workers - 1, "down",
+            workers - 1,
+            "down",
             f"{latest.waiting} waiting would be {latest.waiting / (workers - 1):.1f} per worker with one fewer, "
             f"below {policy.down_backlog:g}, for {policy.sustain_down_s:g}s",
-        )  # fmt: skip
+        )
     return Decision(workers, "hold", "within thresholds")
 
 

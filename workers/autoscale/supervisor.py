@@ -51,8 +51,14 @@ def run(policy: Policy, options: Options, stop: threading.Event) -> None:
     client = redis.Redis.from_url(options.redis_url)
     pool = WorkerPool(options.threads, options.metrics_dir, options.grace_s)
     scaler = Scaler(policy, policy.min_workers)
-    log.info("autoscale.started", min=policy.min_workers, max=policy.max_workers, threads=options.threads,
-             metrics_port=options.metrics_port, policy=str(policy))  # fmt: skip
+    log.info(
+        "autoscale.started",
+        min=policy.min_workers,
+        max=policy.max_workers,
+        threads=options.threads,
+        metrics_port=options.metrics_port,
+        policy=str(policy),
+    )
     try:
         while True:
             tick(pool, client, scaler, options.metrics_dir)
@@ -70,8 +76,14 @@ def tick(pool: WorkerPool, client: redis.Redis, scaler: Scaler, metrics_dir: Pat
     """One round: replace dead workers, read the backlog, decide, and bring the pool to the wanted count."""
     for pid, code in pool.reap():
         metrics.DECISIONS.labels("restart").inc()
-        log.warning("autoscale.restart", action="restart", pid=pid, exit_code=code, workers=scaler.workers,
-                    reason="worker exited unexpectedly")  # fmt: skip
+        log.warning(
+            "autoscale.restart",
+            action="restart",
+            pid=pid,
+            exit_code=code,
+            workers=scaler.workers,
+            reason="worker exited unexpectedly",
+        )
     pool.tend()
     metrics.forget_dead_processes(metrics_dir)
     sample = read_sample(client)
@@ -102,9 +114,15 @@ def read_sample(client: redis.Redis) -> Sample | None:
 
 def record(decision: Decision, before: int, sample: Sample) -> None:
     metrics.DECISIONS.labels(decision.action).inc()
-    log.info(f"autoscale.{decision.action}", action=decision.action, workers_from=before,
-             workers_to=decision.desired, reason=decision.reason, waiting=sample.waiting,
-             oldest_age_s=sample.oldest_age_s)  # fmt: skip
+    log.info(
+        f"autoscale.{decision.action}",
+        action=decision.action,
+        workers_from=before,
+        workers_to=decision.desired,
+        reason=decision.reason,
+        waiting=sample.waiting,
+        oldest_age_s=sample.oldest_age_s,
+    )
 
 
 MAX_HELP = "Most workers (unset: max(4, min))."
@@ -131,11 +149,21 @@ def main(
 ) -> None:
     """Run worker processes between --min and --max, scaled by the saga queues' backlog."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        raise typer.BadParameter("run the autoscaler without PROMETHEUS_MULTIPROC_DIR/dramatiq_prom_db; "
-                                 "give the workers' folder as --metrics-dir")  # fmt: skip
+        raise typer.BadParameter(
+            "run the autoscaler without PROMETHEUS_MULTIPROC_DIR/dramatiq_prom_db; "
+            "give the workers' folder as --metrics-dir"
+        )
     try:
-        policy = Policy(min_workers, max_workers or max(4, min_workers), up_backlog, down_backlog, up_age_s,
-                        sustain_up_s, sustain_down_s, cooldown_s)  # fmt: skip
+        policy = Policy(
+            min_workers,
+            max_workers or max(4, min_workers),
+            up_backlog,
+            down_backlog,
+            up_age_s,
+            sustain_up_s,
+            sustain_down_s,
+            cooldown_s,
+        )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     settings = get_settings()

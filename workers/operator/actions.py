@@ -62,8 +62,15 @@ def retry(database_url: str, order_id: uuid.UUID, *, dry_run: bool, note: str, a
         else:
             # A held order resumes before the step that held it; a parked compensation runs again.
             advance(connection, order, decision.status, actor, lease_s)
-        record(connection, order.id, f"operator_{action}", StepKind.OPERATOR, StepOutcome.SUCCEEDED, started,
-               error_message=f"{note} sent={actor}")  # fmt: skip
+        record(
+            connection,
+            order.id,
+            f"operator_{action}",
+            StepKind.OPERATOR,
+            StepOutcome.SUCCEEDED,
+            started,
+            error_message=f"{note} sent={actor}",
+        )
     send(actor, order_id)
     return Change(str(order_id), action, True, f"sent {what}")
 
@@ -144,8 +151,15 @@ def _note(database_url: str, order_id: str, action: str, message: str) -> None:
     with transaction(database_url) as connection:
         if connection.scalar(select(Order.id).where(Order.id == uuid.UUID(order_id))) is not None:
             now = datetime.now(UTC)
-            record(connection, uuid.UUID(order_id), action, StepKind.OPERATOR, StepOutcome.SUCCEEDED, now,
-                   error_message=message)  # fmt: skip
+            record(
+                connection,
+                uuid.UUID(order_id),
+                action,
+                StepKind.OPERATOR,
+                StepOutcome.SUCCEEDED,
+                now,
+                error_message=message,
+            )
 
 
 def _known_id(value: str | None) -> str | None:

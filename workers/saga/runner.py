@@ -125,9 +125,12 @@ def give_up(actor: str, order_id: str, error: PipelineError, traceback: str | No
 
 
 def fail(
-    order_id: str, event: saga.Event, error: PipelineError, adapters: Adapters | None = None,
+    order_id: str,
+    event: saga.Event,
+    error: PipelineError,
+    adapters: Adapters | None = None,
     traceback: str | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Compensate or park the order as the saga answers `event`; nothing if someone moved the order on."""
     adapters = adapters or process_adapters()
     started = datetime.now(UTC)
@@ -136,8 +139,17 @@ def fail(
         decision = saga.next_action(OrderStatus(order.status), order.current_step, event)
         if isinstance(decision, saga.Park):
             kind = StepKind.ACTION if decision.held else StepKind.COMPENSATION
-            park(connection, order, decision.actor, kind, started, adapters.lease_s, error_code=error.code,
-                 error_message=error.message, **message_info())  # fmt: skip
+            park(
+                connection,
+                order,
+                decision.actor,
+                kind,
+                started,
+                adapters.lease_s,
+                error_code=error.code,
+                error_message=error.message,
+                **message_info(),
+            )
         elif isinstance(decision, saga.Compensate):
             if decision.failed:
                 info = error_info(error)
