@@ -10,7 +10,7 @@ import redis
 import redis.asyncio
 from fastapi import FastAPI
 
-from api import health, orders, products, webhooks
+from api import events, health, orders, products, webhook_endpoints, webhooks
 from api.auth import verification_keys
 from api.database import intake_pool
 from api.errors import install_error_handlers
@@ -95,9 +95,11 @@ def create_app(settings: Settings | None = None, enqueue: Callable[[str], None] 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, limits=webhook_limit)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     # The routers carry their whole /v1/... prefix, so a matched route's path is its full template (metrics label).
-    for router in (orders.router, products.router):
+    for router in (orders.router, products.router, events.router):
         app.include_router(router, responses=AUTHENTICATED)
+    app.include_router(webhook_endpoints.router, responses=AUTHENTICATED)  # shops' own webhooks, by bearer token
     app.include_router(health.router)
+    events.document_webhooks(app)
     if webhooks.enabled(settings):
         app.include_router(webhooks.router)  # signed by Stripe, not by our bearer tokens
     else:

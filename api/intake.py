@@ -69,8 +69,14 @@ def check_limits(body: OrderCreate, settings: Settings) -> None:
 
 
 def request_hash(body: OrderCreate) -> str:
-    """sha256 of the validated body as canonical JSON (sorted keys, no spaces, defaults filled in)."""
-    canonical = json.dumps(body.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    """sha256 of the validated body as canonical JSON (sorted keys, no spaces, defaults filled in).
+
+    A body without `email` hashes as it did before the field existed, so a retry across that upgrade replays.
+    """
+    document = body.model_dump(mode="json", by_alias=True)
+    if document.get("email") is None:
+        del document["email"]
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -124,6 +130,7 @@ async def insert_new(
             total_cents=document["totalAmount"],
             payment_method_id=body.payment_method_id,
             shipping_address=document["shippingAddress"],
+            customer_email=body.email,
             lines=lines,
             created_at=now,
             lease_s=lease_s,

@@ -18,7 +18,7 @@ from api.views import wire_time
 
 # Newest first, ties by id: the order of the (client_id, [status | user_id,] created_at, id) indexes, read backwards.
 SELECT_PAGE = """
-SELECT o.id, o.status, o.user_id, o.total_cents, o.currency, o.shipping_address, o.created_at,
+SELECT o.id, o.status, o.user_id, o.total_cents, o.currency, o.shipping_address, o.customer_email, o.created_at,
        COALESCE((SELECT json_agg(json_build_object('productId', l.product_id, 'quantity', l.quantity,
                                                    'price', l.unit_price_cents) ORDER BY l.line_no)
                  FROM order_lines AS l WHERE l.order_id = o.id), '[]') AS items
@@ -69,5 +69,6 @@ def order_document(row: dict[str, Any]) -> dict[str, Any]:
         "currency": row["currency"],
         "items": row["items"],
         "shippingAddress": row["shipping_address"],
+        "email": row["customer_email"],
         "createdAt": wire_time(row["created_at"]),
     }

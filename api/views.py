@@ -27,6 +27,7 @@ def order_out(order: Order) -> OrderOut:
             for line in order.lines
         ],
         shipping_address=order.shipping_address,
+        email=order.customer_email,
         created_at=order.created_at,
     )
 
@@ -44,6 +45,7 @@ def placed_order_out(
         currency=body.currency,
         items=items,
         shipping_address=body.shipping_address.model_dump(mode="json", by_alias=True),
+        email=body.email,
         created_at=created_at,
     )
 

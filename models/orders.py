@@ -47,6 +47,8 @@ class Order(UUIDKey, Timestamps, Base):
     total_cents: Mapped[int] = mapped_column(BigInteger)
     payment_method_id: Mapped[str] = mapped_column(String(255))
     shipping_address: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # Where the customer's confirmation and cancellation e-mails go; None: the shop gave no address.
+    customer_email: Mapped[str | None] = mapped_column(String(320))
     cancel_reason: Mapped[str | None] = mapped_column(String(40))
     last_error: Mapped[str | None] = mapped_column(String(1000))
     # Crash recovery: the step in flight, until when its worker holds it, and how often it was delivered.

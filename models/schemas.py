@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
 
 from models.status import OrderStatus
@@ -32,6 +32,8 @@ PlainText = Annotated[str, Field(pattern=PLAIN_TEXT_PATTERN)]
 Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN, description="ISO 4217 code, upper case.")]
 Quantity = Annotated[StrictInt, Field(ge=1, description="Units of the product; the server caps it per line.")]
 Stock = Annotated[StrictInt, Field(ge=0, le=MAX_STOCK)]
+# RFC 5321's limit on a forward path; email-validator checks the syntax (no deliverability look-up).
+Email = Annotated[EmailStr, Field(max_length=254, description="The customer's e-mail address, for order e-mails.")]
 
 T = TypeVar("T")
 
@@ -82,6 +84,7 @@ class OrderCreate(InDocument):
     shipping_address: Address
     payment_method_id: str = Field(pattern=PAYMENT_METHOD_PATTERN, description="A payment-provider token (pm_...).")
     currency: Currency = "USD"
+    email: Email | None = None
 
     @model_validator(mode="after")
     def _one_line_per_product(self) -> OrderCreate:
@@ -111,6 +114,7 @@ class OrderOut(OutDocument):
     currency: str
     items: list[OrderItemOut]
     shipping_address: dict[str, Any]
+    email: str | None = Field(default=None, description="The customer's e-mail address, null if none was given.")
     created_at: datetime
 
 
@@ -183,3 +187,54 @@ class ErrorBody(OutDocument):
     code: str = Field(description="Stable machine-readable code, e.g. ORDER_NOT_FOUND.")
     message: str
     details: Any | None = None
+
+
+class ShipmentOut(OutDocument):
+    """The parcel the carrier took."""
+
+    carrier: str
+    tracking_number: str
+
+
+class EventOrder(OrderOut):
+    """The order as it stood when the event happened."""
+
+    updated_at: datetime
+    cancel_reason: str | None = Field(description="Why the order is being or was cancelled (a code), else null.")
+    shipment: ShipmentOut | None = Field(default=None, description="Set on `order.shipped`.")
+
+
+class RefundOut(OutDocument):
+    """Money given back outside the saga (in cents)."""
+
+    id: str
+    amount: int
+
+
+class DisputeOut(OutDocument):
+    """A dispute the customer's bank opened against the charge."""
+
+    id: str
+    status: str
+
+
+class EventData(OutDocument):
+    """What the event is about: the order, and for money events the refund or the dispute."""
+
+    order: EventOrder
+    refund: RefundOut | None = None
+    dispute: DisputeOut | None = None
+
+
+class OrderEventOut(OutDocument):
+    """Something that happened to one of the client's orders: the body of a webhook and of each feed item.
+
+    `id` is unique (a redelivery repeats it: use it to drop duplicates); `sequence` counts the order's events
+    from 1, so a receiver can put one order's events in order however they arrive.
+    """
+
+    id: uuid.UUID
+    type: str = Field(description="order.accepted, order.reserved, ..., order.shipped, order.cancelled, ...")
+    created_at: datetime
+    sequence: int
+    data: EventData

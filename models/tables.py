@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy import Table
 
 from models.base import Base
+from models.events import OrderEvent
 from models.inventory import Product, Reservation
 from models.orders import Order, OrderLine
 from models.payments import Payment, Refund
 from models.saga import IdempotencyKey, LocalDelivery, Notification, SagaStep, Shipment, WebhookEvent
+from models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookFanout
 
 
 def _table(model: type[Base]) -> Table:
@@ -22,6 +24,7 @@ ORDER_LINES = _table(OrderLine)
 PAYMENTS = _table(Payment)
 REFUNDS = _table(Refund)
 LOCAL_DELIVERIES = _table(LocalDelivery)
+ORDER_EVENTS = _table(OrderEvent)
 PRODUCTS = _table(Product)
 RESERVATIONS = _table(Reservation)
 NOTIFICATIONS = _table(Notification)
@@ -32,6 +35,7 @@ __all__ = [
     "LOCAL_DELIVERIES",
     "NOTIFICATIONS",
     "ORDERS",
+    "ORDER_EVENTS",
     "ORDER_LINES",
     "PAYMENTS",
     "PRODUCTS",
@@ -44,6 +48,7 @@ __all__ = [
     "LocalDelivery",
     "Notification",
     "Order",
+    "OrderEvent",
     "OrderLine",
     "Payment",
     "Product",
@@ -52,4 +57,8 @@ __all__ = [
     "SagaStep",
     "Shipment",
     "WebhookEvent",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookFanout",
 ]

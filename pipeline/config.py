@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from string import Template
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -14,6 +15,12 @@ from pipeline.saga import BY_NAME, UNDO_ORDER, Retry, retry_of
 # Keys that only the loopback Stripe server accepts; refused when talking to the real Stripe.
 LOCAL_STRIPE_KEY = "sk_test_orderflow_local"
 LOCAL_CARRIER_KEY = "ck_test_orderflow_local"
+# What an e-mail template may name (string.Template): $total is in major units ("37.50"), $reason is the
+# cancellation's code (empty in a confirmation), $lines the number of order lines.
+MAIL_FIELDS = frozenset({"order_id", "user_id", "total", "currency", "lines", "reason"})
+MAIL_TEMPLATE_FIELDS = tuple(
+    f"mail_{kind}_{part}" for kind in ("confirmation", "cancellation") for part in ("subject", "text", "html")
+)
 
 
 class Settings(BaseSettings):
@@ -51,6 +58,34 @@ class Settings(BaseSettings):
 
     # Fault injection in the local notifier (fraction of calls that fail transiently).
     notify_fault_rate: float = 0.0
+
+    # Customer e-mail: "local" records each message in local_deliveries; "smtp" sends it through smtp_host
+    # (README, E-mail). A worker with NOTIFIER=smtp and no SMTP_HOST refuses to start.
+    notifier: Literal["local", "smtp"] = "local"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # The socket timeout of every SMTP operation (connect, each command, the message).
+    smtp_timeout_s: float = 10.0
+    mail_from: str = "orders@orderflow.localhost"
+    mail_confirmation_subject: str = "Your order $order_id is confirmed"
+    mail_confirmation_text: str = (
+        "Thank you for your order.\n\nOrder: $order_id\nItems: $lines\nTotal: $total $currency\n\n"
+        "We will let you know when it ships.\n"
+    )
+    mail_confirmation_html: str = (
+        "<p>Thank you for your order.</p><p>Order: <b>$order_id</b><br>Items: $lines<br>"
+        "Total: $total $currency</p><p>We will let you know when it ships.</p>"
+    )
+    mail_cancellation_subject: str = "Your order $order_id is cancelled"
+    mail_cancellation_text: str = (
+        "Your order $order_id was cancelled ($reason).\n\nAny payment of $total $currency is refunded.\n"
+    )
+    mail_cancellation_html: str = (
+        "<p>Your order <b>$order_id</b> was cancelled ($reason).</p><p>Any payment of $total $currency is refunded.</p>"
+    )
 
     # Per-actor retry policy overriding the saga table, e.g. STEP_RETRIES='{"charge_payment": {"max_retries": 12,
     # "min_backoff_ms": 1000, "max_backoff_ms": 60000}}' for a payment provider known to have long outages.
@@ -99,12 +134,46 @@ class Settings(BaseSettings):
     # reconnects. Dramatiq's Redis calls are short Lua scripts that never block server-side, so 1 s is ample.
     broker_socket_timeout_s: float = 1.0
 
+    # Shops' webhooks (pipeline/url_guard.py, workers/webhooks/): URLs are untrusted. http only when allowed; a host
+    # resolving to a loopback, private, link-local or metadata address is refused unless named here (by host
+    # name or address; the local stack and the tests name 127.0.0.1 and localhost).
+    webhook_allow_http: bool = False
+    webhook_allowed_hosts: list[str] = []
+    webhook_timeout_s: float = 10.0
+    webhook_max_response_bytes: int = 4096
+    # Retries: exponential from base to cap with full jitter, for up to retry_for_s after the first attempt.
+    webhook_retry_for_s: float = 259200.0
+    webhook_backoff_base_s: float = 10.0
+    webhook_backoff_cap_s: float = 3600.0
+    # An endpoint whose every attempt has failed for this long is disabled (and flagged).
+    webhook_disable_after_s: float = 86400.0
+    # A due delivery with no send for this long has lost its message: the reaper's pass sends it again.
+    webhook_redrive_after_s: float = 60.0
+    webhook_fanout_batch: int = 500
+
     @field_validator(
-        "database_url", "redis_url", "stripe_api_base", "carrier_api_base", "jwt_audience", "jwt_issuer", mode="before"
+        "database_url",
+        "redis_url",
+        "stripe_api_base",
+        "carrier_api_base",
+        "jwt_audience",
+        "jwt_issuer",
+        "smtp_host",
+        "smtp_username",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator(*MAIL_TEMPLATE_FIELDS)
+    @classmethod
+    def _known_mail_fields(cls, value: str) -> str:
+        template = Template(value)
+        unknown = set(template.get_identifiers()) - MAIL_FIELDS
+        if not template.is_valid() or unknown:
+            raise ValueError(f"a mail template may name only ${', $'.join(sorted(MAIL_FIELDS))} (a bare $ is $$)")
+        return value
 
     @field_validator("step_retries")
     @classmethod

@@ -127,6 +127,24 @@ class ShipmentPickedUp(PermanentError):
     code = "SHIPMENT_PICKED_UP"
 
 
+class EmailDeferred(TransientError):
+    """The mail server answered 4xx (greylisting, a full queue): try the same message again later."""
+
+    code = "EMAIL_DEFERRED"
+
+
+class EmailRejected(PermanentError):
+    """The mail server refused the message for good (5xx: no such mailbox, policy)."""
+
+    code = "EMAIL_REJECTED"
+
+
+class MailerUnauthorized(ProviderUnauthorized):
+    """The mail server refused our SMTP login: we are misconfigured, the order is not at fault."""
+
+    code = "EMAIL_PROVIDER_AUTH"
+
+
 class RetriesExhausted(PermanentError):
     """A transient failure kept happening past the step's retry budget."""
 

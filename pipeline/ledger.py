@@ -169,6 +169,12 @@ class Refunds:
     saga_failed: int
 
 
+def refund_status(connection: Connection, provider_refund_id: str) -> str | None:
+    """The status we have recorded for this provider refund, or None if it is new to us."""
+    found = connection.scalar(select(REFUNDS.c.status).where(REFUNDS.c.provider_refund_id == provider_refund_id))
+    return str(found) if found is not None else None
+
+
 def refunds(connection: Connection, payment_id: uuid.UUID) -> Refunds:
     """The payment's recorded refunds added up."""
     rows = connection.execute(_HELD_BACK, {"payment_id": payment_id}).all()

@@ -41,6 +41,11 @@ AFTER_SHIPMENT = Counter(
     "Refunds or disputes made outside the saga after the order shipped (recorded, never undone).",
     ["kind"],
 )
+EMAILS = Counter(
+    "orderflow_emails_total",
+    "Customer e-mails by kind and outcome: sent, deferred (4xx, retried), rejected (5xx), no_address (skipped).",
+    ["kind", "outcome"],
+)
 REDRIVEN = Counter("orderflow_orders_redriven_total", "Orders whose lease ran out and were re-driven.", ["step"])
 
 # Crash recovery, exported by the reaper process (REAPER_METRICS_PORT).
@@ -60,4 +65,24 @@ RESERVATIONS_EXPIRED = Counter(
 )
 ORDERS_IN_STATE = Gauge(
     "orderflow_orders", "Orders by status at the last sweep.", ["status"], multiprocess_mode="livemax"
+)
+
+# Shops' webhooks: the delivery actor counts attempts (worker processes); the reaper's pass sets the gauges.
+WEBHOOK_DELIVERIES = Counter(
+    "orderflow_webhook_deliveries_total",
+    "Webhook attempts by outcome: delivered, retrying, failed (gave up), refused (URL guard), skipped.",
+    ["outcome"],
+)
+WEBHOOK_OLDEST_UNDELIVERED = Gauge(
+    "orderflow_webhook_oldest_undelivered_seconds",
+    "Age of the oldest event still pending delivery to an enabled endpoint, at the last pass (0 when none).",
+    multiprocess_mode="livemax",
+)
+WEBHOOK_ENDPOINTS_DISABLED = Gauge(
+    "orderflow_webhook_endpoints_disabled",
+    "Webhook endpoints disabled (by failing too long, or by their client), at the last pass.",
+    multiprocess_mode="livemax",
+)
+WEBHOOK_ENDPOINTS_AUTO_DISABLED = Counter(
+    "orderflow_webhook_endpoints_auto_disabled_total", "Endpoints disabled for failing longer than allowed."
 )

@@ -1,4 +1,4 @@
-"""The only writer of orders, order_lines, saga_steps (the timeline) and idempotency_keys.
+"""The only writer of orders, order_lines, saga_steps (the timeline), idempotency_keys and order_events.
 
 Placing an order is intake's plain SQL on the API's async psycopg connection: one round trip, nothing to
 compile. Moving an order along the state machine, with its lease and timeline, is the hot path of every
@@ -8,6 +8,7 @@ more CPU than everything else a step does.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, Insert, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Insert, bindparam, func, insert, select, text, update
 
+from models.schemas import ShipmentOut
 from models.status import OrderStatus, StepKind, StepOutcome
 from models.tables import ORDER_LINES as LINES
 from models.tables import ORDERS, TIMELINE
-from pipeline import saga
+from pipeline import order_events, saga
 from pipeline.errors import OrderAlreadyShipped, OrderNotFound
 from pipeline.states import check_transition, is_terminal
 
@@ -47,6 +49,7 @@ class LockedOrder:
     total_cents: int
     payment_method_id: str
     shipping_address: dict[str, Any]
+    customer_email: str | None
     cancel_reason: str | None
     last_error: str | None
     current_step: str | None
@@ -99,9 +102,10 @@ WITH new_key AS (
     RETURNING order_id
 ), new_order AS (
     INSERT INTO orders (id, client_id, user_id, status, currency, total_cents, payment_method_id, shipping_address,
-                        current_step, lease_expires_at, created_at, updated_at)
+                        customer_email, current_step, lease_expires_at, created_at, updated_at)
     SELECT order_id, %(client_id)s, %(user_id)s, %(status)s, %(currency)s, %(total_cents)s, %(payment_method_id)s,
-           %(shipping_address)s, %(current_step)s, %(lease_expires_at)s, %(created_at)s, %(created_at)s
+           %(shipping_address)s, %(customer_email)s, %(current_step)s, %(lease_expires_at)s, %(created_at)s,
+           %(created_at)s
     FROM new_key
     RETURNING id
 ), new_lines AS (
@@ -109,6 +113,9 @@ WITH new_key AS (
     SELECT new_order.id, line.product_id, line.line_no, line.quantity, line.unit_price_cents
     FROM new_order, unnest(%(product_ids)s::uuid[], %(quantities)s::integer[], %(prices)s::bigint[])
         WITH ORDINALITY AS line (product_id, quantity, unit_price_cents, line_no)
+), new_event AS (
+    INSERT INTO order_events (id, order_id, client_id, sequence, type, payload)
+    SELECT %(event_id)s, new_order.id, %(client_id)s, 1, %(event_type)s, %(event)s FROM new_order
 )
 SELECT count(*) FROM new_order
 """
@@ -127,17 +134,24 @@ async def place_order(
     total_cents: int,
     payment_method_id: str,
     shipping_address: dict[str, Any],
+    customer_email: str | None,
     lines: Sequence[tuple[uuid.UUID, int, int]],
     created_at: datetime,
     lease_s: float,
 ) -> bool:
-    """Insert key row, order (pending, leased to the saga's first step) and lines in one statement.
+    """Insert key row, order (pending, leased to the saga's first step), lines and its first event in one statement.
 
     Runs in the caller's transaction; False if the key row exists already (then nothing is written).
     """
+    event_id, accepted = uuid.uuid4(), order_events.OF_STATUS[OrderStatus.PENDING]
+    as_placed = response_body | {"updatedAt": response_body["createdAt"], "cancelReason": None, "shipment": None}
+    event = order_events.envelope(event_id, accepted, created_at, as_placed) | {"sequence": 1}
     cursor = await connection.execute(
         _PLACE,
         {
+            "event_id": event_id,
+            "event_type": accepted,
+            "event": Jsonb(event),
             "client_id": client_id,
             "key": key,
             "request_hash": request_hash,
@@ -149,6 +163,7 @@ async def place_order(
             "total_cents": total_cents,
             "payment_method_id": payment_method_id,
             "shipping_address": Jsonb(shipping_address),
+            "customer_email": customer_email,
             "current_step": saga.FIRST_STEP,
             "lease_expires_at": lease_until(lease_s),
             "created_at": created_at,
@@ -159,6 +174,18 @@ async def place_order(
     )
     row = await cursor.fetchone()  # the statement's one row, already received: no round trip
     return bool(row and row[0])
+
+
+# The sequence continues the order's events; the caller holds the order's row lock, so no two writers race.
+_EMIT = text("""
+    INSERT INTO order_events (id, order_id, client_id, sequence, type, payload)
+    SELECT :id, orders.id, orders.client_id, next.sequence, :type,
+           CAST(:payload AS jsonb) || jsonb_build_object('sequence', next.sequence)
+    FROM orders, LATERAL (
+        SELECT coalesce(max(sequence), 0) + 1 AS sequence FROM order_events WHERE order_id = orders.id
+    ) AS next
+    WHERE orders.id = :order_id""")
+_SHIPMENT = text("SELECT carrier, tracking_number FROM shipments WHERE order_id = :order_id")
 
 
 def lock_order(connection: Connection, order_id: uuid.UUID | str) -> LockedOrder:
@@ -202,6 +229,24 @@ def advance(
     lease = None if is_terminal(new_status) else lease_until(lease_s)
     moved = {"status": status, "current_step": next_actor, "deliveries": 0, "lease_expires_at": lease}
     update_order(connection, order, noting, **moved, **values)
+    emit(connection, order, order_events.OF_STATUS[OrderStatus(status)])
+
+
+def emit(connection: Connection, order: LockedOrder, event_type: str, **details: dict[str, Any]) -> None:
+    """Write the order's next event, in this transaction (the order's row lock orders its sequence).
+
+    `details` go into the event's data beside the order (the refund of an `order.refunded`, ...).
+    """
+    at = datetime.now(UTC)
+    shipment = None
+    if event_type == order_events.OF_STATUS[OrderStatus.SHIPPED]:
+        found = connection.execute(_SHIPMENT, {"order_id": order.id}).first()
+        shipment = ShipmentOut(carrier=found.carrier, tracking_number=found.tracking_number) if found else None
+    order.updated_at = at
+    event_id = uuid.uuid4()
+    body = order_events.envelope(event_id, event_type, at, order_events.order_document(order, shipment))
+    body["data"].update(details)
+    connection.execute(_EMIT, {"id": event_id, "order_id": order.id, "type": event_type, "payload": json.dumps(body)})
 
 
 def begin_compensation(

@@ -22,9 +22,9 @@ from sqlalchemy.dialects.postgresql import insert
 
 from models.status import OrderStatus, PaymentStatus, StepKind, StepOutcome
 from models.tables import ORDERS, PAYMENTS, WebhookEvent
-from pipeline import ledger, metrics
+from pipeline import ledger, metrics, order_events
 from pipeline.config import get_settings
-from pipeline.order_store import advance, lock_order, park, timeline_row
+from pipeline.order_store import advance, emit, lock_order, park, timeline_row
 from pipeline.payment_types import ORIGIN, Refund
 
 UNSETTLED = (PaymentStatus.STARTED.value, PaymentStatus.IN_DOUBT.value, PaymentStatus.PENDING.value)
@@ -126,7 +126,12 @@ def refund_changed(connection: Connection, refund: dict[str, Any]) -> Outcome:
     found = Refund(
         refund["id"], str(refund.get("status") or "pending"), int(refund["amount"]), ours, refund.get("failure_reason")
     )
+    order = lock_order(connection, order_id)  # the order's events are numbered under its row lock
+    before = ledger.refund_status(connection, found.refund_id)
     ledger.record_refund(connection, payment_id, found)
+    if not ours and found.status == "succeeded" and before != "succeeded":
+        # Money given back outside the saga (the provider's dashboard): the shop hears of it once per refund.
+        emit(connection, order, order_events.REFUNDED, refund={"id": found.refund_id, "amount": found.amount_cents})
     return _after_refund(connection, order_id, found)
 
 
@@ -137,9 +142,16 @@ def dispute_changed(connection: Connection, dispute: dict[str, Any]) -> Outcome:
         PAYMENTS.c.dispute_id.is_distinct_from(dispute["id"]), PAYMENTS.c.dispute_status.not_in(FINAL_DISPUTES)
     )
     values = {"dispute_id": dispute["id"], "dispute_status": str(dispute.get("status") or "needs_response")[:32]}
+    known = _known(connection, match)
+    order = lock_order(connection, known[1]) if known else None  # the order's events are numbered under its lock
+    disputed_before = connection.scalar(select(PAYMENTS.c.dispute_id).where(match)) if known else None
     changed = ledger.write_where(connection, match, not_closed, **values)
     if changed is None:
         return _unchanged(connection, match)
+    if order is not None and disputed_before != dispute["id"]:
+        emit(
+            connection, order, order_events.DISPUTED, dispute={"id": dispute["id"], "status": values["dispute_status"]}
+        )
     if _status(connection, changed) == OrderStatus.SHIPPED:
         metrics.AFTER_SHIPMENT.labels("dispute").inc()
         return Outcome("applied", changed, alert="dispute after shipment")

@@ -52,6 +52,8 @@ UNDO_QUEUES = {step.undo: step.queue for step in STEPS if step.undo}
 # Compensations run newest first.
 UNDO_ORDER: tuple[str, ...] = tuple(step.undo for step in reversed(STEPS) if step.undo)
 FIRST_STEP = STEPS[0].name
+# Not a step's: the queue of the shops' webhooks (workers/webhooks/), listed with the saga's for the autoscaler.
+WEBHOOK_QUEUE = "webhooks"
 
 
 def retry_of(actor: str) -> Retry:

@@ -19,6 +19,7 @@ from models.tables import NOTIFICATIONS
 from pipeline import ledger, stock
 from pipeline.adapters import Adapters
 from pipeline.errors import PermanentError
+from pipeline.notify import Notice
 from pipeline.order_store import LockedOrder
 from pipeline.payment_steps import charge_payment, refund_payment
 from pipeline.shipping_steps import cancel_shipment, ship
@@ -71,9 +72,18 @@ def send_cancellation(connection: Connection, order: LockedOrder, adapters: Adap
 
 
 def _send_notification(connection: Connection, order: LockedOrder, adapters: Adapters, kind: NotificationKind) -> None:
-    reference = adapters.notifier.send(
-        order_id=order.id, kind=kind.value, user_id=order.user_id, idempotency_key=f"{order.id}:{kind.value}"
+    notice = Notice(
+        order_id=order.id,
+        kind=kind,
+        user_id=order.user_id,
+        email=order.customer_email,
+        total_cents=order.total_cents,
+        currency=order.currency,
+        lines=len(order.lines),
+        reason=order.cancel_reason if kind is NotificationKind.CANCELLATION else None,
+        idempotency_key=f"{order.id}:{kind.value}",
     )
+    reference = adapters.notifier.send(notice)
     connection.execute(_NOTIFICATION, {"order_id": order.id, "kind": kind.value, "provider_ref": reference})
 
 

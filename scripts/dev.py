@@ -2,6 +2,7 @@
 """Set up orderflow's virtual environment when needed, then run the main job or the tests.
 
     python3 scripts/dev.py demo    # the whole local stack with demo orders flowing through the saga
+    python3 scripts/dev.py serve   # the whole local stack, up until Ctrl-C, with its URLs and tokens
     python3 scripts/dev.py test    # the test suite against real Postgres, Redis and the local Stripe
     python3 scripts/dev.py lint    # ruff, ruff format, mypy on the whole tree, import-linter's contracts
 
@@ -22,6 +23,7 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".orderflow-installed"
 COMMANDS = {
     "demo": ["orderctl", "demo"],
+    "serve": ["orderctl", "serve"],
     "test": ["python", "-m", "pytest"],
 }
 # Each runs in turn from the venv; the first that fails ends the lint with its exit code.

@@ -25,6 +25,7 @@ from models.tables import Base
 from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY, get_settings
 from pipeline.logs import UVICORN_LOGGERS
 from scripts.devstack import localstack
+from scripts.devstack.mail_sink import MailSink
 from scripts.fake_carrier import FakeCarrierServer
 from scripts.fake_stripe import FakeStripeServer
 from workers.broker import install
@@ -38,7 +39,8 @@ def _stack() -> Iterator[dict[str, object]]:
     """Start the servers on first use, and export their URLs to the settings the code under test reads.
 
     Postgres and Redis (the same code as the local stack), the loopback Stripe reached through the real SDK
-    (a short timeout keeps in-doubt tests quick) and the local carrier over real HTTP. A run of the unit
+    (a short timeout keeps in-doubt tests quick), the local carrier over real HTTP, and an SMTP server that
+    keeps what it receives (the notifier stays NOTIFIER=local unless a test asks for smtp). A run of the unit
     tests alone starts none of them.
     """
     with ExitStack() as run:
@@ -49,9 +51,11 @@ def _stack() -> Iterator[dict[str, object]]:
         os.environ.update(STRIPE_API_BASE=stripe.url, STRIPE_API_KEY=LOCAL_STRIPE_KEY, STRIPE_TIMEOUT_S="2")
         carrier = run.enter_context(FakeCarrierServer())
         os.environ.update(CARRIER_API_BASE=carrier.url, CARRIER_API_KEY=LOCAL_CARRIER_KEY, CARRIER_TIMEOUT_S="2")
+        mail = run.enter_context(MailSink())
+        os.environ.update(SMTP_HOST=mail.host, SMTP_PORT=str(mail.port), SMTP_TIMEOUT_S="2")
         get_settings.cache_clear()
         install(get_settings())  # what every entry point does: sends from the tests go to this Redis
-        yield {"servers": stack, "stripe": stripe, "carrier": carrier}
+        yield {"servers": stack, "stripe": stripe, "carrier": carrier, "mail": mail}
         _close_process_adapters()
 
 
@@ -113,6 +117,16 @@ def carrier_server(_stack: dict[str, object]) -> Iterator[FakeCarrierServer]:
     """The run's local carrier, with faults and shipments reset around each test."""
     server = _stack["carrier"]
     assert isinstance(server, FakeCarrierServer)
+    server.reset()
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def mail_server(_stack: dict[str, object]) -> Iterator[MailSink]:
+    """The run's SMTP server (SMTP_HOST, SMTP_PORT), with its messages and faults reset around each test."""
+    server = _stack["mail"]
+    assert isinstance(server, MailSink)
     server.reset()
     yield server
     server.reset()

@@ -12,7 +12,7 @@ from pipeline.adapters import Adapters
 from pipeline.carrier import HttpCarrier
 from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
 from pipeline.local_providers import LocalRecorder
-from pipeline.notify import LocalNotifier
+from pipeline.notify import LocalNotifier, Notifier
 from pipeline.payments import StripePayments
 from workers.saga.runner import run_action, run_compensation
 
@@ -27,12 +27,19 @@ def close_opened() -> None:
         adapters.carrier.close()
 
 
-def adapters_for(db_url: str, stripe_url: str, carrier_url: str, timeout_s: float = 2.0, **keys: str) -> Adapters:
-    """Adapters on the test servers; a short timeout makes lost answers quick."""
+def adapters_for(
+    db_url: str,
+    stripe_url: str,
+    carrier_url: str,
+    timeout_s: float = 2.0,
+    notifier: Notifier | None = None,
+    **keys: str,
+) -> Adapters:
+    """Adapters on the test servers (the local notifier unless given one); a short timeout makes lost answers quick."""
     adapters = Adapters(
         database_url=db_url,
         payments=StripePayments(keys.get("stripe_key", LOCAL_STRIPE_KEY), stripe_url, timeout_s),
-        notifier=LocalNotifier(LocalRecorder(db_url, "notifier")),
+        notifier=notifier or LocalNotifier(LocalRecorder(db_url, "notifier")),
         carrier=HttpCarrier(carrier_url, LOCAL_CARRIER_KEY, timeout_s),
         lease_s=20.0,
     )

@@ -52,6 +52,7 @@ def make_order(
     price_cents: int = 1250,
     extra_cents: int = 0,
     client_id: str = "shop-1",
+    email: str | None = None,
 ) -> uuid.UUID:
     """A pending order as intake writes it (lease included), not yet sent to the saga."""
     from models.db import unit_of_work
@@ -66,6 +67,7 @@ def make_order(
             total_cents=sum(q * price_cents for _, q in lines) + extra_cents,
             payment_method_id=payment_method,
             shipping_address=address or GOOD_ADDRESS,
+            customer_email=email,
             current_step="reserve_stock",
             lease_expires_at=lease_until(30),
         )

@@ -23,6 +23,18 @@ def send(actor: str, order_id: uuid.UUID | str, delay_ms: int | None = None) -> 
     installed().enqueue(message, delay=delay_ms)
 
 
+WEBHOOK_QUEUE = saga.WEBHOOK_QUEUE
+DELIVER_WEBHOOK = "deliver_webhook"
+
+
+def send_webhook(delivery_id: uuid.UUID | str, delay_ms: int | None = None) -> None:
+    """Enqueue `deliver_webhook(delivery_id)` on the webhooks queue; call only after the commit that calls for it."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=WEBHOOK_QUEUE, actor_name=DELIVER_WEBHOOK, args=(str(delivery_id),), kwargs={}, options={}
+    )
+    installed().enqueue(message, delay=delay_ms)
+
+
 def start_saga(order_id: uuid.UUID | str) -> None:
     """Hand a committed pending order to the first step of the saga."""
     send(saga.FIRST_STEP, order_id)

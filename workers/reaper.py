@@ -36,6 +36,7 @@ from workers.broker import install, installed
 from workers.enqueue import send
 from workers.operator.views import order_counts
 from workers.saga.runner import fail, give_up
+from workers.webhooks.fanout import webhook_pass
 
 log = structlog.get_logger("orderflow.reaper")
 LIVE = Order.status.not_in(TERMINAL_VALUES)
@@ -177,6 +178,10 @@ def run_forever(stop: threading.Event, settings: Settings) -> None:
             sweep(settings.database_url, policy)
         except Exception as error:  # Postgres or Redis away for a while: keep sweeping, do not crash-loop
             log.warning("reaper.sweep_failed", error=str(error)[:300])
+        try:
+            webhook_pass(settings)  # shops' webhooks: fan the committed events out, re-send lost deliveries
+        except Exception as error:  # same: a failed pass is tried again at the next sweep
+            log.warning("reaper.webhook_pass_failed", error=str(error)[:300])
 
 
 def main() -> None:

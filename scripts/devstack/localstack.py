@@ -62,6 +62,13 @@ def stop(root: Path) -> None:
             psutil.wait_procs([psutil.Process(pid)], timeout=10)
 
 
+def running(root: Path) -> bool:
+    """Whether an embedded Postgres or Redis runs under root."""
+    root = root.resolve()
+    postgres = _running_pid(root / "postgres" / "data" / "postmaster.pid", "postgres")
+    return bool(postgres or _running_pid(root / "redis" / "redis.pid", "redis-server"))
+
+
 def restart_postgres(root: Path) -> None:
     """Crash Postgres (immediate stop: no checkpoint, crash recovery at start) and start it on the same port."""
     pgdata = root.resolve() / "postgres" / "data"
@@ -118,7 +125,7 @@ def ensure_postgres(home: Path) -> int:
         _hand_to(user, home, pgdata)
         _pg("initdb", "--auth=trust", "--encoding=UTF8", "-U", PG_USER, "-D", str(pgdata), user=user)
     _hand_to(user, home, pgdata)
-    if not _port_free(port):
+    if not port_free(port):
         port = free_port()
         (home / "port").write_text(str(port))
     options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=300"
@@ -137,7 +144,7 @@ def ensure_redis(home: Path) -> int:
     if _running_pid(pidfile, "redis-server") and _redis_answers(port):
         return port
     _clear_stale_pidfile(pidfile, "redis-server")
-    if not _port_free(port):
+    if not port_free(port):
         port = free_port()
         (home / "port").write_text(str(port))
     start_redis(home, port, daemonize=True)
@@ -261,7 +268,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as sock:
         # Like the servers themselves, ignore TIME_WAIT leftovers of a server that just stopped.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

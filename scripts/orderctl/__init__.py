@@ -10,23 +10,24 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from scripts.orderctl.dlq import dlq_app
+from scripts.orderctl.events import events_app
 from scripts.orderctl.orders import compensate, retry, show, stuck
 from scripts.orderctl.output import CliError
 from scripts.orderctl.reports import audit, stats
-from scripts.orderctl.stack_commands import demo, down, token, up
+from scripts.orderctl.stack_commands import demo, down, serve, token, up
 from scripts.stack import StackError
 
 __all__ = ["CliError", "app", "main"]
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 # `--help` lists the commands in this order (groups, like `dlq`, after them).
-for command in (up, down, demo, token, show, stuck, retry, compensate):
+for command in (up, down, demo, serve, token, show, stuck, retry, compensate):
     app.command()(command)
 app.command("cancel", help="Alias of `compensate`.")(compensate)
 app.command()(stats)
 app.command()(audit)
 # The dev tools' code stays in the source tree (a plain `pip install .` has none of it) and their embedded servers
-# come with orderflow[local]: there these commands, and demo and down, end in one line (main), not a traceback.
+# come with orderflow[local]: there these commands, and demo, serve and down, end in one line (main), not a traceback.
 SOURCE_TREE_ONLY = ("scripts.bench", "scripts.chaos", "scripts.devstack", "scripts.fake_stripe", "scripts.fake_carrier")
 
 
@@ -55,6 +56,7 @@ _add_source_tree_command("chaos", "scripts.chaos.run")
 _add_source_tree_command("bench", "scripts.bench.run")
 _add_source_tree_command("bench-list", "scripts.bench.list")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(events_app, name="events")
 
 
 def main() -> None:

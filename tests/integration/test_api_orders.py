@@ -62,6 +62,34 @@ def test_a_valid_order_is_written_pending_priced_from_the_catalogue_and_answered
     }
 
 
+def test_an_order_with_an_email_keeps_it_and_shows_it_back_in_the_answer_the_detail_and_the_list(
+    api: TestClient, db_url: str
+) -> None:
+    mug = make_product(db_url)
+
+    order = place(api, order_body((mug, 1, 1250), user="ada", email="Ada.Lovelace@Example.COM"))
+
+    assert order["email"] == "Ada.Lovelace@example.com", "the domain is normalized, the mailbox kept"
+    with unit_of_work(db_url) as session:
+        row = session.get(Order, uuid.UUID(str(order["id"])))
+        assert row is not None and row.customer_email == "Ada.Lovelace@example.com"
+    detail = api.get(f"/v1/orders/{order['id']}", headers=auth("orders:read")).json()
+    [listed] = api.get("/v1/orders", params={"userId": "ada"}, headers=auth("orders:read")).json()["data"]
+    assert detail["email"] == listed["email"] == "Ada.Lovelace@example.com"
+    assert place(api, order_body((mug, 1, 1250)))["email"] is None, "the address is optional"
+
+
+@pytest.mark.parametrize("email", ["not-an-address", "ada@", "ada@localhost", "a" * 250 + "@example.com", ""])
+def test_an_order_with_a_malformed_email_is_422_and_writes_nothing(api: TestClient, db_url: str, email: str) -> None:
+    mug = make_product(db_url)
+
+    response = api.post("/v1/orders", json=order_body((mug, 1, 1250), email=email), headers=auth(key=new_key()))
+
+    body = assert_error(response, 422, "VALIDATION_ERROR")
+    assert "email" in str(body["details"])
+    assert row_counts(db_url)["orders"] == 0
+
+
 def test_an_accepted_order_is_leased_to_reserve_stock_in_the_same_transaction(api: TestClient, db_url: str) -> None:
     mug = make_product(db_url)
     before = datetime.now(UTC)

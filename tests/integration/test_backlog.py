@@ -40,7 +40,7 @@ def order_locked(db_url: str, order_id: uuid.UUID) -> Iterator[None]:
 def test_an_idle_broker_shows_every_saga_queue_empty(redis_client: redis.Redis) -> None:
     queues = backlog(redis_client)
 
-    assert sorted(queues) == ["fulfilment", "orders", "payments", "stock"]
+    assert sorted(queues) == ["fulfilment", "orders", "payments", "stock", "webhooks"]
     assert all(q == QueueBacklog(q.queue, 0, 0, 0, 0, None) and q.total == 0 for q in queues.values())
 
 

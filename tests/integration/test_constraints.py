@@ -88,6 +88,30 @@ def a_local_delivery(db_url: str, **overrides: Any) -> None:
     insert(db_url, "local_deliveries", **(row | overrides))
 
 
+def an_order_event(db_url: str, **overrides: Any) -> None:
+    row = {"order_id": an_order(db_url), "client_id": "shop-1", "sequence": 1, "type": "order.accepted"}
+    insert(db_url, "order_events", **(row | {"payload": "{}"} | overrides))
+
+
+def an_endpoint(db_url: str, **overrides: Any) -> uuid.UUID:
+    endpoint_id = uuid.uuid4()
+    row = {"id": endpoint_id, "client_id": "shop-1", "url": "https://shop.example/hooks", "secret": "whsec_x"}
+    insert(db_url, "webhook_endpoints", **(row | overrides))
+    return endpoint_id
+
+
+def a_delivery(db_url: str, **overrides: Any) -> None:
+    order_id, event_id = an_order(db_url), uuid.uuid4()
+    event = {"id": event_id, "order_id": order_id, "client_id": "shop-1", "sequence": 1, "type": "order.accepted"}
+    insert(db_url, "order_events", **(event | {"payload": "{}"}))
+    row = {"endpoint_id": an_endpoint(db_url), "event_id": event_id, "order_id": order_id, "sequence": 1}
+    insert(db_url, "webhook_deliveries", **(row | {"give_up_at": LATER} | overrides))
+
+
+def a_fanout_position(db_url: str, **overrides: Any) -> None:
+    insert(db_url, "webhook_fanout", **({"id": 1, "transaction_id": 0, "event_id": uuid.uuid4()} | overrides))
+
+
 LATER = "2020-01-01T00:00:00Z"
 BAD_ROWS: dict[str, tuple[Callable[..., object], dict[str, Any]]] = {
     "ck_products_price_not_negative": (a_product, {"price_cents": -1}),
@@ -123,6 +147,12 @@ BAD_ROWS: dict[str, tuple[Callable[..., object], dict[str, Any]]] = {
     "ck_notifications_kind_known": (a_notification, {"kind": "spam"}),
     "ck_idempotency_keys_response_code_http": (an_idempotency_key, {"response_code": 42}),
     "ck_local_deliveries_provider_known": (a_local_delivery, {"provider": "pigeon"}),
+    "ck_order_events_sequence_positive": (an_order_event, {"sequence": 0}),
+    "ck_order_events_type_known": (an_order_event, {"type": "payment.captured"}),
+    "ck_webhook_endpoints_disabled_has_reason": (an_endpoint, {"enabled": False}),
+    "ck_webhook_deliveries_status_known": (a_delivery, {"status": "lost"}),
+    "ck_webhook_deliveries_attempts_not_negative": (a_delivery, {"attempts": -1}),
+    "ck_webhook_fanout_single_row": (a_fanout_position, {"id": 2}),
 }
 
 
@@ -145,6 +175,9 @@ def test_a_row_breaking_the_constraint_is_rejected_by_postgres(db_url: str, cons
         make_row(db_url, **bad_values)
 
 
-@pytest.mark.parametrize("make_row", [a_product, an_order, an_order_line, a_reservation, a_payment, a_step])
+@pytest.mark.parametrize(
+    "make_row",
+    [a_product, an_order, an_order_line, a_reservation, a_payment, a_step, an_order_event, an_endpoint, a_delivery],
+)
 def test_the_valid_rows_the_cases_start_from_are_accepted(db_url: str, make_row: Any) -> None:
     make_row(db_url)

@@ -14,13 +14,14 @@ import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from scripts.devstack import localstack
+from tests.stack_folders import private_stack_folder
 
 
 @pytest.fixture(scope="module")
-def stack_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("stack")
-    yield root
-    localstack.wipe(root)
+def stack_root() -> Iterator[Path]:
+    with private_stack_folder("orderflow-localstack-") as root:
+        yield root
+        localstack.wipe(root)
 
 
 def server_pids(root: Path) -> tuple[int, int]:

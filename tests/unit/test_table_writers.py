@@ -29,6 +29,7 @@ OWNER = {
     "order_lines": "pipeline/order_store.py",
     "saga_steps": "pipeline/order_store.py",
     "idempotency_keys": "pipeline/order_store.py",
+    "order_events": "pipeline/order_store.py",
     "payments": "pipeline/ledger.py",
     "refunds": "pipeline/ledger.py",
     "webhook_events": "pipeline/payment_events.py",
@@ -37,6 +38,10 @@ OWNER = {
     "notifications": "pipeline/steps.py",
     "shipments": "pipeline/shipping_steps.py",
     "local_deliveries": "pipeline/local_providers.py",
+    "webhook_endpoints": "pipeline/webhook_store.py",
+    "webhook_deliveries": "pipeline/webhook_store.py",
+    "webhook_attempts": "pipeline/webhook_store.py",
+    "webhook_fanout": "pipeline/webhook_store.py",
 }
 
 TABLE_NAMES = set(Base.metadata.tables)

@@ -14,7 +14,8 @@ import redis
 
 from pipeline import saga
 
-QUEUES = sorted({step.queue for step in saga.STEPS} | {"orders"})
+# The saga's queues and the webhooks' (a webhook letter names a delivery, re-driven from Postgres by the reaper).
+QUEUES = sorted({step.queue for step in saga.STEPS} | {"orders", saga.WEBHOOK_QUEUE})
 
 
 @dataclass(frozen=True)
