@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import typer
@@ -32,14 +32,12 @@ from models.db import dispose_engines, engine_for
 from models.migrate import upgrade
 from models.status import TERMINAL_VALUES
 from pipeline.audit import INFO, audit, violations_only
-from scripts.chaos.shop_endpoint import ShopEndpoint, audit_deliveries, final_events, summary, wait_for_finals
 from scripts.chaos.stack import ChaosStack
 from scripts.devstack import localstack
 from scripts.devstack.demo import watch
 from scripts.devstack.demo_orders import place_orders, seed_catalogue
 
 console = Console()
-CLIENT = "chaos-shop"  # the one shop placing the orders, with a webhook endpoint
 
 
 @dataclass(frozen=True)
@@ -96,24 +94,7 @@ def _experiment(stack: ChaosStack, plan: Plan, report: Report) -> None:
     from api.auth import local_secret, mint_token
 
     catalogue = seed_catalogue(stack.servers.database_url)
-    token = mint_token(local_secret(stack.root), CLIENT, ["orders:write", "orders:read"])
-    shop = ShopEndpoint()
-    shop.start()
-    try:
-        shop.register(stack.api_url, token)
-        _push_and_settle(stack, plan, report, catalogue, token)
-        finals = final_events(stack.servers.database_url, CLIENT)
-        wait_for_finals(shop, finals, plan.settle_timeout_s)
-        report.violations |= audit_deliveries(shop, finals)
-        report.events.append((0.0, summary(shop)))
-    finally:
-        shop.stop()
-
-
-def _push_and_settle(
-    stack: ChaosStack, plan: Plan, report: Report, catalogue: list[dict[str, Any]], token: str
-) -> None:
-    """Place the orders while shaking the stack, wait for them and for Stripe's events, then audit the money."""
+    token = mint_token(local_secret(stack.root), "chaos-shop", ["orders:write", "orders:read"])
     started = time.monotonic()
     done = threading.Event()
     chaos = threading.Thread(target=_shake, args=(stack, plan, report, started, done), daemon=True)

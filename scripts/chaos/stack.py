@@ -77,13 +77,6 @@ class ChaosStack:
             "FAKE_CARRIER_LOST_ANSWER_RATE": "0.03",
             "FAKE_CARRIER_TIMEOUT_DELAY_S": "3",
             "FAKE_CARRIER_PICKUP_DELAY_S": "4",
-            # The shop's webhook endpoint runs in the harness, on the loopback; retries and re-drives come fast.
-            "WEBHOOK_ALLOW_HTTP": "true",
-            "WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
-            "WEBHOOK_TIMEOUT_S": "2",
-            "WEBHOOK_BACKOFF_BASE_S": "0.5",
-            "WEBHOOK_BACKOFF_CAP_S": "5",
-            "WEBHOOK_REDRIVE_AFTER_S": "5",
         }
 
     def start(self) -> None:
