@@ -74,9 +74,32 @@ def _unchanged(connection: Connection, match: Any) -> Outcome:
     return Outcome("unchanged" if known else "unknown", known[1] if known else None)
 
 
+def _intent_match(intent: dict[str, Any]) -> Any:
+    """The payment a payment intent event is about: by the order in its metadata, else by the intent's id."""
+    if not isinstance(intent.get("id"), str) or not intent["id"]:
+        raise ValueError("a payment intent needs an id")
+    return _match(order_id_in(intent.get("metadata")), intent["id"])
+
+
+def _lock_payer(connection: Connection, match: Any) -> bool:
+    """Lock the order of the matched payment before its payment row is written; False if there is none.
+
+    Every writer takes the order's row lock first, then its payment's. The charge step holds the order and
+    records the provider's answer on a side connection (ledger.mark): an event that wrote the payment
+    first and then waited for the order would hang both, out of Postgres's sight (the step's transaction
+    only sits idle, waiting for its own thread), and the order would never move again.
+    """
+    known = _known(connection, match)
+    if known is not None:
+        lock_order(connection, known[1])
+    return known is not None
+
+
 def intent_succeeded(connection: Connection, intent: dict[str, Any]) -> Outcome:
     """Money was taken: the ledger says so, and a cancelled order gets its refund."""
-    match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
+    match = _intent_match(intent)
+    if not _lock_payer(connection, match):
+        return Outcome("unknown")
     values = {"status": PaymentStatus.SUCCEEDED.value, "intent_id": intent["id"], "error": None}
     changed = ledger.write_where(connection, match, PAYMENTS.c.status != PaymentStatus.SUCCEEDED.value, **values)
     if changed is None:
@@ -86,7 +109,9 @@ def intent_succeeded(connection: Connection, intent: dict[str, Any]) -> Outcome:
 
 def intent_pending(connection: Connection, intent: dict[str, Any]) -> Outcome:
     """The provider is processing the charge: unsettled becomes pending, with the intent to look at."""
-    match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
+    match = _intent_match(intent)
+    if not _lock_payer(connection, match):
+        return Outcome("unknown")
     guard = PAYMENTS.c.status.in_(UNSETTLED[:2])
     changed = ledger.write_where(connection, match, guard, status=PaymentStatus.PENDING.value, intent_id=intent["id"])
     return Outcome("applied" if changed else "unchanged", changed)
@@ -94,7 +119,9 @@ def intent_pending(connection: Connection, intent: dict[str, Any]) -> Outcome:
 
 def intent_failed(connection: Connection, intent: dict[str, Any]) -> Outcome:
     """An unsettled payment becomes declined; a succeeded one stays succeeded (a failed try can precede success)."""
-    match = _match(order_id_in(intent.get("metadata")), intent.get("id"))
+    match = _intent_match(intent)
+    if not _lock_payer(connection, match):
+        return Outcome("unknown")
     error = intent.get("last_payment_error") or {}
     reason = str(error.get("message") or intent.get("cancellation_reason") or "the payment did not succeed")[:1000]
     changed = ledger.write_where(connection, match, PAYMENTS.c.status.in_(UNSETTLED), status="declined", error=reason)

@@ -18,9 +18,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import text
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from api.app import create_app
-from models.db import unit_of_work
+from models.db import engine_for, unit_of_work
+from models.status import PaymentStatus
+from pipeline import ledger as payment_ledger
+from pipeline.order_store import lock_order
 from tests.api_helpers import api_settings, assert_error
 from tests.conftest import Servers
 from tests.factories import make_order, make_product
@@ -466,3 +470,40 @@ def test_without_a_signing_secret_the_webhook_route_is_not_served(
     assert_error(response, 404, "NOT_FOUND")
     assert "/v1/webhooks/stripe" not in paths
     assert recorded(db_url) == []
+
+
+def wait_until_a_transaction_waits_for_a_lock(db_url: str) -> None:
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    for attempt in Retrying(stop=stop_after_delay(10), wait=wait_fixed(0.05), reraise=True):
+        with attempt, engine_for(db_url).connect() as connection:
+            assert connection.scalar(waiting), "the event's transaction never waited for a lock"
+
+
+@pytest.mark.parametrize(
+    ("kind", "settled"), [("succeeded", "succeeded"), ("processing", "pending"), ("payment_failed", "declined")]
+)
+def test_a_payment_event_waits_for_a_step_holding_the_order_and_never_deadlocks_with_its_ledger_write(
+    stripe_hook: TestClient, db_url: str, kind: str, settled: str
+) -> None:
+    # The charge step holds the order's row lock and records the provider's answer on a side connection
+    # (ledger.mark). An event that locked the payment row first and then waited for the order would hang both,
+    # where Postgres cannot see it: the step's transaction only sits idle, waiting for its own thread.
+    order_id, pi = make_payment(db_url, "started"), intent()
+    with ThreadPoolExecutor(2) as pool, engine_for(db_url).connect() as step:
+        step_transaction = step.begin()
+        lock_order(step, order_id)
+        event = pool.submit(accepted, stripe_hook, intent_event(kind, order_id, pi))
+        wait_until_a_transaction_waits_for_a_lock(db_url)
+        with engine_for(db_url).connect() as reading:
+            entry = payment_ledger.find(reading, order_id, lock=False)
+        assert entry is not None
+        side_write = pool.submit(payment_ledger.mark, db_url, entry, PaymentStatus.IN_DOUBT, "the answer was lost")
+        try:
+            side_write.result(timeout=10)  # deadlocked: TimeoutError, and the rollback below frees both
+        finally:
+            step_transaction.rollback()
+        assert event.result(timeout=10) == {"received": True}
+
+    assert ledger(db_url, order_id)["status"] == settled  # the event came after the step's write, and won
