@@ -52,7 +52,10 @@ UNDO_QUEUES = {step.undo: step.queue for step in STEPS if step.undo}
 # Compensations run newest first.
 UNDO_ORDER: tuple[str, ...] = tuple(step.undo for step in reversed(STEPS) if step.undo)
 FIRST_STEP = STEPS[0].name
-# Not a step's: the queue of the shops' webhooks (workers/webhooks/), listed with the saga's for the autoscaler.
+# The queues the saga's actions and compensations use: what a saga worker consumes.
+SAGA_QUEUES: tuple[str, ...] = tuple(sorted({step.queue for step in STEPS} | set(UNDO_QUEUES.values())))
+# Not a step's: the queue of the shops' webhooks (workers/webhooks/), consumed by workers of its own, so a slow
+# or dead shop endpoint holds webhook threads, never a saga worker's.
 WEBHOOK_QUEUE = "webhooks"
 
 

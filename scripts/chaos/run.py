@@ -1,12 +1,13 @@
 """The chaos harness: the whole stack under real faults, then an audit of every order and every cent.
 
 It starts its own Postgres and Redis (under a fresh folder, so nothing else is disturbed), the
-loopback Stripe, the API, the reaper and N worker processes; pushes M orders through the API
-while SIGKILLing random workers every few seconds, restarting Redis once with its data and once
-without, and crashing Postgres once; then waits for every order to settle and audits: every
-order terminal and none lost, at most one successful charge per order and the money back for
-every cancelled one (against the Stripe server's own ledger), notifications and shipments at
-most once, stock conserved and never negative.
+loopback Stripe, the API, the reaper, N saga worker processes and one webhook worker, and a shop's
+webhook endpoint; pushes M orders through the API while SIGKILLing random workers every few seconds,
+restarting Redis once with its data and once without, and crashing Postgres once; then waits for
+every order to settle and audits: every order terminal and none lost, at most one successful charge
+per order and the money back for every cancelled one (against the Stripe server's own ledger),
+notifications and shipments at most once, stock conserved and never negative, and every terminal
+order's final event delivered to the shop, one event id per sequence number.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -36,8 +37,11 @@ from scripts.chaos.stack import ChaosStack
 from scripts.devstack import localstack
 from scripts.devstack.demo import watch
 from scripts.devstack.demo_orders import place_orders, seed_catalogue
+from scripts.devstack.shop_endpoint import ShopEndpoint, audit_deliveries, final_events, summary, wait_for_finals
 
 console = Console()
+CLIENT = "chaos-shop"  # the one shop placing the orders, with a webhook endpoint
+SHOP_FAILURE_RATE = 0.05  # its endpoint answers a 500 now and then: the retries have to make up for it
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,20 @@ def _experiment(stack: ChaosStack, plan: Plan, report: Report) -> None:
     from api.auth import local_secret, mint_token
 
     catalogue = seed_catalogue(stack.servers.database_url)
-    token = mint_token(local_secret(stack.root), "chaos-shop", ["orders:write", "orders:read"])
+    token = mint_token(local_secret(stack.root), CLIENT, ["orders:write", "orders:read"])
+    with ShopEndpoint(SHOP_FAILURE_RATE) as shop:
+        shop.register(stack.api_url, token)
+        _push_and_settle(stack, plan, report, catalogue, token)
+        finals = final_events(stack.servers.database_url, CLIENT)
+        wait_for_finals(shop, finals, plan.settle_timeout_s)
+        report.violations |= audit_deliveries(shop, finals)
+        report.events.append((0.0, summary(shop)))
+
+
+def _push_and_settle(
+    stack: ChaosStack, plan: Plan, report: Report, catalogue: list[dict[str, Any]], token: str
+) -> None:
+    """Place the orders while shaking the stack, wait for them and for Stripe's events, then audit the money."""
     started = time.monotonic()
     done = threading.Event()
     chaos = threading.Thread(target=_shake, args=(stack, plan, report, started, done), daemon=True)

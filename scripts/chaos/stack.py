@@ -1,4 +1,5 @@
-"""The processes of one chaos run (loopback Stripe, API, reaper, workers), each in its own process group."""
+"""The processes of one chaos run (loopback Stripe and carrier, API, reaper, saga and webhook workers), each in its
+own process group."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
+from pipeline.saga import SAGA_QUEUES, WEBHOOK_QUEUE
 from scripts.devstack import localstack
 from scripts.devstack.processes import Child, python, venv_tool, wait_until_answers
 
@@ -31,7 +33,10 @@ class ChaosStack:
         self.api = Child("api", venv_tool("uvicorn", *web), env, logs)
         self.reaper = Child("reaper", python("-m", "workers.reaper"), env, logs)
         dramatiq = venv_tool("dramatiq", "workers.saga.worker", "--processes", "1", "--threads", str(threads))
-        self.workers = [Child(f"worker-{n}", dramatiq, env, logs) for n in range(workers)]
+        # As in the Procfile: the saga's workers, and one of the shops' webhooks; the chaos kills either kind.
+        saga_workers = [Child(f"worker-{n}", [*dramatiq, "--queues", *SAGA_QUEUES], env, logs) for n in range(workers)]
+        webhooks = Child("webhooks", [*dramatiq, "--queues", WEBHOOK_QUEUE], env, logs)
+        self.workers = [*saga_workers, webhooks]
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")}
@@ -77,6 +82,13 @@ class ChaosStack:
             "FAKE_CARRIER_LOST_ANSWER_RATE": "0.03",
             "FAKE_CARRIER_TIMEOUT_DELAY_S": "3",
             "FAKE_CARRIER_PICKUP_DELAY_S": "4",
+            # The shop's webhook endpoint runs in the harness, on the loopback; retries and re-drives come fast.
+            "WEBHOOK_ALLOW_HTTP": "true",
+            "WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
+            "WEBHOOK_TIMEOUT_S": "2",
+            "WEBHOOK_BACKOFF_BASE_S": "0.5",
+            "WEBHOOK_BACKOFF_CAP_S": "5",
+            "WEBHOOK_REDRIVE_AFTER_S": "5",
         }
 
     def start(self) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from pipeline.config import LOCAL_CARRIER_KEY, LOCAL_STRIPE_KEY
@@ -35,10 +35,11 @@ class Ports:
     api_metrics: int
     worker_metrics: int
     reaper_metrics: int
+    webhook_metrics: int
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port(), free_port(), free_port())
+        return cls(*(free_port() for _ in fields(cls)))
 
     def named(self) -> dict[str, int]:
         """Each port by its environment variable (API_PORT, ...), the name the Procfile and the settings read."""
@@ -46,7 +47,8 @@ class Ports:
 
     def metrics_line(self) -> str:
         api, workers, reaper = url(self.api_metrics), url(self.worker_metrics), url(self.reaper_metrics)
-        return f"API {api}/metrics, workers {workers}/metrics, reaper {reaper}/metrics"
+        webhooks = url(self.webhook_metrics)
+        return f"API {api}/metrics, workers {workers}/metrics, reaper {reaper}/metrics, webhooks {webhooks}/metrics"
 
 
 def url(port: int) -> str:
@@ -84,7 +86,8 @@ def procfile_env(stack: Stack, ports: Ports, metrics_dir: Path, processes: int, 
             "WORKER_THREADS": str(threads),
             "STEP_LEASE_S": "15",
             "REAPER_INTERVAL_S": "2",
-            "WORKER_METRICS_DIR": str(metrics_dir),
+            "WORKER_METRICS_DIR": str(metrics_dir / "saga"),
+            "WEBHOOK_METRICS_DIR": str(metrics_dir / "webhooks"),
             "CARRIER_API_BASE": carrier,
             "CARRIER_API_KEY": LOCAL_CARRIER_KEY,
             "CARRIER_TIMEOUT_S": "2",
@@ -103,7 +106,8 @@ def procfile_env(stack: Stack, ports: Ports, metrics_dir: Path, processes: int, 
 def running_procfile(
     stack: Stack, ports: Ports, log_path: Path, processes: int, threads: int, extra_env: Mapping[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run the Procfile (API, workers, reaper, loopback Stripe, local carrier) under honcho until every one answers.
+    """Run the Procfile (API, workers, webhook workers, reaper, loopback Stripe, local carrier) under honcho until
+    every one answers.
 
     Yields honcho's process; on the way out everything is stopped (see `stop`). Raises StackError when a
     process does not come up.

@@ -60,6 +60,7 @@ def serve(
     api_metrics_port: Annotated[int, _port("API_METRICS_PORT", "the API's /metrics")] = 9190,
     worker_metrics_port: Annotated[int, _port("WORKER_METRICS_PORT", "the workers' /metrics")] = 9191,
     reaper_metrics_port: Annotated[int, _port("REAPER_METRICS_PORT", "the reaper's /metrics")] = 9192,
+    webhook_metrics_port: Annotated[int, _port("WEBHOOK_METRICS_PORT", "the webhook workers' /metrics")] = 9193,
     smtp_port: Annotated[int, _port("SMTP_PORT", "the SMTP sink the workers send e-mail to")] = 2525,
     processes: Processes = 2,
     threads: Threads = 8,
@@ -68,7 +69,15 @@ def serve(
     from scripts.devstack import serve as serve_run
     from scripts.devstack.procfile import Ports, check_free
 
-    ports = Ports(api_port, stripe_port, carrier_port, api_metrics_port, worker_metrics_port, reaper_metrics_port)
+    ports = Ports(
+        api_port,
+        stripe_port,
+        carrier_port,
+        api_metrics_port,
+        worker_metrics_port,
+        reaper_metrics_port,
+        webhook_metrics_port,
+    )
     check_free(ports.named() | {"SMTP_PORT": smtp_port})
     with serve_run.own_servers(get_settings().stack_dir):
         up()

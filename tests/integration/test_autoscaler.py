@@ -26,7 +26,7 @@ from scripts.devstack.processes import SOURCE_ROOT as PROJECT_ROOT
 from scripts.fake_stripe import FakeStripeServer
 from tests.factories import make_order, make_product
 from tests.saga_helpers import wait_until_terminal
-from workers.enqueue import send, start_saga
+from workers.enqueue import send, send_webhook, start_saga
 
 # Short enough for a test, with the same shape as production: sustained, hysteresis, cooldown.
 FAST = [
@@ -190,3 +190,33 @@ def test_workers_stop_when_the_autoscaler_itself_is_killed(redis_client: redis.R
             return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
 
         eventually(lambda: all(gone(p) for p in processes), 30, "no worker outlives its supervisor")
+
+
+def test_saga_workers_leave_the_webhooks_queue_to_workers_of_its_own(
+    db_url: str, redis_client: redis.Redis, stripe_server: FakeStripeServer, tmp_path: Path
+) -> None:
+    # A backlog of shops' webhooks (slow shops) is neither taken by the saga's workers, nor counted to scale them.
+    waiting = redis_client.llen("orderflow:webhooks")
+    for _ in range(60):
+        send_webhook(uuid.uuid4())  # deliveries that do not exist: a webhook worker drops each at once
+    order_id = make_order(db_url, [(make_product(db_url, stock=5), 1)])
+    with autoscaler(tmp_path / "saga", "--min", "1", "--max", "2", "--threads", "2", *FAST) as saga:
+        start_saga(order_id)
+        assert wait_until_terminal(db_url, [order_id], seconds=30)[order_id].status == "shipped"
+        assert saga.metric("orderflow_queue_messages", queue="stock", state="ready") == 0
+        assert saga.metric("orderflow_queue_messages", queue="webhooks", state="ready") is None, "not its queue"
+        assert not saga.metric("orderflow_autoscaler_decisions_total", action="up"), "60 waiting, none its own"
+        assert saga.metric("orderflow_workers") == 1
+    assert redis_client.llen("orderflow:webhooks") == waiting + 60
+
+    with autoscaler(tmp_path / "webhooks", "--queue", "webhooks", "--min", "1", "--threads", "2", *FAST) as hooks:
+        eventually(lambda: redis_client.llen("orderflow:webhooks") == 0, 30, "the webhook worker takes them")
+        assert hooks.metric("orderflow_queue_messages", queue="stock", state="ready") is None
+
+
+def test_a_queue_that_does_not_exist_is_refused_with_one_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "workers.autoscale", "--queue", "webhook", "--metrics-dir", str(tmp_path)]
+    clean = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "dramatiq_prom_db")}
+    finished = subprocess.run(command, env=clean, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30)
+    assert finished.returncode == 2
+    assert "no such queue: webhook" in finished.stderr and "Traceback" not in finished.stderr

@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import Metric
 import pipeline.metrics  # declares the saga's and the reaper's metrics on the default registry
 from api.metrics import ApiMetrics
 from pipeline.config import Settings
+from pipeline.saga import SAGA_QUEUES, WEBHOOK_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -40,7 +41,11 @@ ARTEFACTS = [
     "deploy/secrets.example.yaml",
     "docs/runbook.md",
     "docs/architecture.md",
-    *(f"deploy/k8s/{name}.yaml" for name in ("api", "worker", "reaper", "migrate-job", "keda-scaledobject", "config")),
+    *(
+        f"deploy/k8s/{name}.yaml"
+        for name in ("api", "worker", "webhooks", "reaper", "migrate-job", "keda-scaledobject")
+    ),
+    "deploy/k8s/config.yaml",
 ]
 AUTOSCALER_MODULES = ("workers.autoscale.metrics", "workers.autoscale.supervisor")
 SETTINGS_ENV = {field.upper() for field in Settings.model_fields}
@@ -428,8 +433,10 @@ def test_the_worker_pod_supervises_one_dramatiq_process_of_8_threads_and_serves_
     app.command()(main)
     options = typer.main.get_command(app).make_context("autoscale", list(arguments)).params
     assert (options["min_workers"], options["max_workers"]) == (1, 1), "one process per pod; KEDA adds pods"
-    pool = WorkerPool(options["threads"], Path(options["metrics_dir"]), options["grace_s"])
-    assert pool.command[1:] == ["-m", "dramatiq", "workers.saga.worker", "--processes", "1", "--threads", "8"]
+    assert not options["queue"], "the saga's queues, the supervisor's default"
+    pool = WorkerPool(options["threads"], Path(options["metrics_dir"]), options["grace_s"], SAGA_QUEUES)
+    command = ["-m", "dramatiq", "workers.saga.worker", "--processes", "1", "--threads", "8", "--queues"]
+    assert pool.command[1:] == [*command, *SAGA_QUEUES]
     assert pool.env["dramatiq_prom_db"].startswith("/tmp/"), "the multiprocess folder must be on the writable /tmp"
     assert container_port(container, "metrics") == options["metrics_port"]
     assert options["grace_s"] < worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
@@ -437,6 +444,23 @@ def test_the_worker_pod_supervises_one_dramatiq_process_of_8_threads_and_serves_
     forbidden = {"dramatiq_prom_db", "PROMETHEUS_MULTIPROC_DIR"}  # the supervisor refuses to start with either
     assert not forbidden & (set(env_of(container)) | set(config_map["data"]))
     assert "replicas" not in worker["spec"], "KEDA owns the worker count; a fixed replicas would fight it"
+
+
+def test_the_webhook_pods_supervise_workers_of_the_webhooks_queue_alone_and_serve_their_metrics() -> None:
+    from workers.autoscale.pool import WorkerPool
+    from workers.autoscale.supervisor import main
+
+    webhooks = the("Deployment", "orderflow-webhooks")
+    container = the_container(webhooks)
+    app = typer.Typer()
+    app.command()(main)
+    options = typer.main.get_command(app).make_context("autoscale", container["command"][3:]).params
+    assert list(options["queue"]) == [WEBHOOK_QUEUE]
+    pool = WorkerPool(options["threads"], Path(options["metrics_dir"]), options["grace_s"], options["queue"])
+    assert pool.command[-2:] == ["--queues", WEBHOOK_QUEUE], "a saga worker never holds a shop's delivery"
+    assert container_port(container, "metrics") == options["metrics_port"]
+    assert webhooks["spec"]["replicas"] >= 2, "deliveries go on while one pod restarts"
+    assert options["grace_s"] < webhooks["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 def test_the_reaper_runs_the_recovery_module_once_with_its_metrics_port() -> None:
@@ -481,8 +505,10 @@ def test_every_pod_runs_under_the_runtime_default_seccomp_profile_without_a_serv
         assert spec["automountServiceAccountToken"] is False, item["metadata"]["name"]
 
 
-@pytest.mark.parametrize(("name", "port"), [("orderflow-worker", 9191), ("orderflow-reaper", 9192)])
-def test_the_worker_and_the_reaper_are_restarted_when_their_metrics_port_stops_answering(name: str, port: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "port"), [("orderflow-worker", 9191), ("orderflow-webhooks", 9193), ("orderflow-reaper", 9192)]
+)
+def test_the_workers_and_the_reaper_are_restarted_when_their_metrics_port_stops_answering(name: str, port: int) -> None:
     container = the_container(the("Deployment", name))
     probe = container["livenessProbe"]
     assert probe["httpGet"] == {"path": "/metrics", "port": "metrics"}
@@ -540,8 +566,9 @@ def test_the_config_sets_only_settings_the_code_reads_and_the_secret_template_ho
     assert all("REPLACE_ME" in template[key] for key in ("STRIPE_API_KEY", "JWT_SECRETS", "DATABASE_URL"))
 
 
-def test_keda_scales_the_worker_deployment_on_every_queue_the_actors_use(saga_broker: RedisBroker) -> None:
+def test_keda_scales_the_worker_deployment_on_every_saga_queue_the_actors_use(saga_broker: RedisBroker) -> None:
     broker = saga_broker
+    assert set(broker.get_declared_queues()) == {*SAGA_QUEUES, WEBHOOK_QUEUE}
 
     (scaled,) = of_kind("ScaledObject")
     target = scaled["spec"]["scaleTargetRef"]
@@ -550,7 +577,7 @@ def test_keda_scales_the_worker_deployment_on_every_queue_the_actors_use(saga_br
     triggers = scaled["spec"]["triggers"]
     assert {trigger["type"] for trigger in triggers} == {"redis"}
     lists = [trigger["metadata"]["listName"] for trigger in triggers]
-    assert sorted(lists) == sorted(f"{broker.namespace}:{queue}" for queue in broker.get_declared_queues())
+    assert sorted(lists) == sorted(f"{broker.namespace}:{queue}" for queue in SAGA_QUEUES), "webhooks: own pods"
     auths = {item["metadata"]["name"] for item in of_kind("TriggerAuthentication")}
     assert all(trigger["authenticationRef"]["name"] in auths for trigger in triggers)
     assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
@@ -559,7 +586,7 @@ def test_keda_scales_the_worker_deployment_on_every_queue_the_actors_use(saga_br
 # ---- Prometheus, alerts, runbook, dashboard ------------------------------------------------------------
 
 
-def test_prometheus_scrapes_the_api_the_workers_and_the_reaper_and_loads_the_alerts() -> None:
+def test_prometheus_scrapes_the_api_the_workers_the_webhook_workers_and_the_reaper_and_loads_the_alerts() -> None:
     (config,) = yaml_documents(DEPLOY / "prometheus.yml")
     assert config["rule_files"] == ["alerts.yml"]
     targets = {
@@ -567,10 +594,12 @@ def test_prometheus_scrapes_the_api_the_workers_and_the_reaper_and_loads_the_ale
     }
     procfile = (ROOT / "Procfile").read_text()
     worker_port = re.search(r"--metrics-port \$\{WORKER_METRICS_PORT:-(\d+)\}", procfile)
-    assert worker_port, "the Procfile's worker line names its default metrics port"
+    webhook_port = re.search(r"--metrics-port \$\{WEBHOOK_METRICS_PORT:-(\d+)\}", procfile)
+    assert worker_port and webhook_port, "the Procfile's worker and webhooks lines name their default metrics ports"
     # The API and the reaper serve their metrics on the port their settings name.
     api_port, reaper_port = (Settings.model_fields[f"{name}_metrics_port"].default for name in ("api", "reaper"))
-    assert targets == {f"127.0.0.1:{api_port}", f"127.0.0.1:{worker_port[1]}", f"127.0.0.1:{reaper_port}"}
+    ports = {api_port, int(worker_port[1]), int(webhook_port[1]), reaper_port}
+    assert targets == {f"127.0.0.1:{port}" for port in ports}
 
 
 def test_alert_names_are_unique() -> None:

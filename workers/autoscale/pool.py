@@ -1,4 +1,5 @@
-"""The autoscaler's worker processes: `dramatiq workers.saga.worker --processes 1` each, in a process group of its own.
+"""The autoscaler's worker processes: `dramatiq workers.saga.worker --processes 1 --queues ...` each, in a process
+group of its own, consuming only the autoscaler's queues.
 
 A `dramatiq workers.saga.worker` process is a parent that forks the worker process running the actors. Stopping
 one means one SIGTERM to the parent: it forwards it, the worker finishes its running messages and
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +39,10 @@ class Leaving:
 class WorkerPool:
     """The active workers (consuming) and the leaving ones (finishing their messages)."""
 
-    def __init__(self, threads: int, metrics_dir: Path, grace_s: float) -> None:
+    def __init__(self, threads: int, metrics_dir: Path, grace_s: float, queues: Sequence[str]) -> None:
         target = "workers.saga.worker"  # the worker's entry point: installs the broker, declares the actors
-        self.command = [sys.executable, "-m", "dramatiq", target, "--processes", "1", "--threads", str(threads)]
+        command = [sys.executable, "-m", "dramatiq", target, "--processes", "1", "--threads", str(threads)]
+        self.command = [*command, "--queues", *queues]  # only these: the saga's, or the webhooks'
         # Workers write their metrics into the folder through Dramatiq's variable (workers/broker.py);
         # the autoscaler itself keeps PROMETHEUS_MULTIPROC_DIR unset (workers/autoscale/metrics.py).
         self.env = os.environ | {"dramatiq_prom_db": str(metrics_dir)}

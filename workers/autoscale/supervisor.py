@@ -1,8 +1,9 @@
 """The worker supervisor: runs `dramatiq workers.saga.worker` processes between --min and --max by queue backlog.
 
-`python -m workers.autoscale` is the Procfile's worker line. Every interval it restarts workers that
-died, reads the backlog, lets the policy (workers/autoscale/policy.py) decide, and starts or stops
-workers to match; it serves every worker's metrics and its own on one port (workers/autoscale/metrics.py).
+`python -m workers.autoscale` is the Procfile's worker line (the saga's queues, by default) and its webhooks
+line (`--queue webhooks`). Every interval it restarts workers that died, reads its queues' backlog, lets the
+policy (workers/autoscale/policy.py) decide, and starts or stops workers to match; it serves every worker's
+metrics and its own on one port (workers/autoscale/metrics.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from typer import Option
 
 from pipeline.config import get_settings
 from pipeline.logs import configure_logging
+from pipeline.saga import SAGA_QUEUES
 from workers.autoscale import metrics
 from workers.autoscale.policy import Decision, Policy, Sample, Scaler
 from workers.autoscale.pool import WorkerPool
 from workers.backlog import backlog
+from workers.operator.dead_letters import QUEUES
 
 log = structlog.get_logger("orderflow.autoscaler")
 
@@ -41,6 +44,7 @@ class Options:
     metrics_host: str
     metrics_port: int
     redis_url: str
+    queues: tuple[str, ...]  # the workers consume these, and scale by their backlog alone
 
 
 def run(policy: Policy, options: Options, stop: threading.Event) -> None:
@@ -49,19 +53,20 @@ def run(policy: Policy, options: Options, stop: threading.Event) -> None:
     metrics.forget_dead_processes(options.metrics_dir)  # left behind by an earlier run
     server = metrics.serve(options.metrics_host, options.metrics_port, options.metrics_dir)
     client = redis.Redis.from_url(options.redis_url)
-    pool = WorkerPool(options.threads, options.metrics_dir, options.grace_s)
+    pool = WorkerPool(options.threads, options.metrics_dir, options.grace_s, options.queues)
     scaler = Scaler(policy, policy.min_workers)
     log.info(
         "autoscale.started",
         min=policy.min_workers,
         max=policy.max_workers,
         threads=options.threads,
+        queues=list(options.queues),
         metrics_port=options.metrics_port,
         policy=str(policy),
     )
     try:
         while True:
-            tick(pool, client, scaler, options.metrics_dir)
+            tick(pool, client, scaler, options)
             if stop.wait(options.interval_s):
                 break
     finally:
@@ -72,7 +77,7 @@ def run(policy: Policy, options: Options, stop: threading.Event) -> None:
         client.close()
 
 
-def tick(pool: WorkerPool, client: redis.Redis, scaler: Scaler, metrics_dir: Path) -> None:
+def tick(pool: WorkerPool, client: redis.Redis, scaler: Scaler, options: Options) -> None:
     """One round: replace dead workers, read the backlog, decide, and bring the pool to the wanted count."""
     for pid, code in pool.reap():
         metrics.DECISIONS.labels("restart").inc()
@@ -85,8 +90,8 @@ def tick(pool: WorkerPool, client: redis.Redis, scaler: Scaler, metrics_dir: Pat
             reason="worker exited unexpectedly",
         )
     pool.tend()
-    metrics.forget_dead_processes(metrics_dir)
-    sample = read_sample(client)
+    metrics.forget_dead_processes(options.metrics_dir)
+    sample = read_sample(client, options.queues)
     if sample is not None:
         before = scaler.workers
         decision = scaler.observe(sample)
@@ -99,10 +104,11 @@ def tick(pool: WorkerPool, client: redis.Redis, scaler: Scaler, metrics_dir: Pat
     metrics.WORKERS.set(len(pool.active))
 
 
-def read_sample(client: redis.Redis) -> Sample | None:
-    """Read the backlog, export it, and turn it into the policy's sample; None while Redis is away."""
+def read_sample(client: redis.Redis, consumed: tuple[str, ...]) -> Sample | None:
+    """Read the backlog of the queues consumed, export it, and turn it into the policy's sample; None while Redis
+    is away. Another autoscaler's queues are its own: neither exported twice nor counted here."""
     try:
-        queues = backlog(client)
+        queues = {name: found for name, found in backlog(client).items() if name in consumed}
     except redis.RedisError as error:  # keep supervising (and restarting) workers while Redis comes back
         log.warning("autoscale.backlog_unreadable", error=str(error)[:300])
         return None
@@ -129,12 +135,14 @@ MAX_HELP = "Most workers (unset: max(4, min))."
 UP_HELP = "Messages ready or in flight per worker above which one more starts."
 DOWN_HELP = "Messages per worker, counted with one worker fewer, below which one stops."
 AGE_HELP = "Seconds the oldest ready message may wait before one more starts."
+QUEUE_HELP = f"A queue the workers consume (repeat the option); by default the saga's: {', '.join(SAGA_QUEUES)}."
 
 
 def main(
     min_workers: Annotated[int, Option("--min", envvar="AUTOSCALE_MIN", help="Fewest workers.")] = 1,
     max_workers: Annotated[int | None, Option("--max", envvar="AUTOSCALE_MAX", help=MAX_HELP)] = None,
     threads: Annotated[int, Option(envvar="WORKER_THREADS", help="Threads per worker process.")] = 8,
+    queue: Annotated[list[str] | None, Option(help=QUEUE_HELP)] = None,
     interval_s: Annotated[float, Option("--interval", envvar="AUTOSCALE_INTERVAL_S")] = 1.0,
     cooldown_s: Annotated[float, Option("--cooldown", envvar="AUTOSCALE_COOLDOWN_S")] = 30.0,
     up_backlog: Annotated[float, Option(envvar="AUTOSCALE_UP_BACKLOG", help=UP_HELP)] = 16.0,
@@ -147,7 +155,10 @@ def main(
     metrics_host: Annotated[str, Option(envvar="WORKER_METRICS_HOST")] = "0.0.0.0",
     metrics_port: Annotated[int, Option(envvar="WORKER_METRICS_PORT")] = 9191,
 ) -> None:
-    """Run worker processes between --min and --max, scaled by the saga queues' backlog."""
+    """Run worker processes between --min and --max, consuming --queue (the saga's), scaled by their backlog."""
+    queues = tuple(queue or SAGA_QUEUES)
+    if unknown := sorted(set(queues) - set(QUEUES)):
+        raise typer.BadParameter(f"no such queue: {', '.join(unknown)} (the queues: {', '.join(QUEUES)})")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         raise typer.BadParameter(
             "run the autoscaler without PROMETHEUS_MULTIPROC_DIR/dramatiq_prom_db; "
@@ -170,7 +181,7 @@ def main(
     if settings.redis_url is None:
         raise typer.BadParameter("REDIS_URL is not set: start the stack through `orderctl demo`, or set REDIS_URL")
     configure_logging(settings.log_level, settings.log_format)
-    options = Options(threads, interval_s, grace_s, metrics_dir, metrics_host, metrics_port, settings.redis_url)
+    options = Options(threads, interval_s, grace_s, metrics_dir, metrics_host, metrics_port, settings.redis_url, queues)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
