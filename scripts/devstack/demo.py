@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -13,11 +14,15 @@ from sqlalchemy.exc import OperationalError
 
 from models.db import engine_for
 from models.status import TERMINAL_VALUES
+from scripts.devstack import side_servers
 from scripts.devstack.demo_orders import place_orders, seed_catalogue
-from scripts.devstack.localstack import Stack
+from scripts.devstack.localstack import Stack, free_port
 from scripts.devstack.procfile import Ports, running_procfile, url
+from scripts.devstack.shop_endpoint import ShopEndpoint, final_events, wait_for_finals
 
 console = Console()
+SHOP = "demo-shop"  # the one shop placing the demo's orders, with a webhook endpoint
+SHOP_FAILURE_RATE = 0.03  # its endpoint answers a 500 now and then, as a shop's does: retries make up for it
 # Faults a real shop meets: a flaky payment provider, notifier and carrier, charges that process a while.
 DEMO_FAULTS = {
     "FAKE_STRIPE_ERROR_RATE": "0.04",
@@ -57,8 +62,8 @@ def watch(database_url: str, order_ids: list[str], timeout_s: float) -> Counter[
             time.sleep(0.5)
 
 
-def summary(database_url: str, order_ids: list[str], elapsed_s: float) -> Table:
-    """Orders per terminal state and reason, throughput, and time from intake to shipped."""
+def summary(database_url: str, order_ids: list[str], elapsed_s: float, delivered: list[tuple[str, str, str]]) -> Table:
+    """Orders per terminal state and reason, throughput, time from intake to shipped, and what was delivered."""
     ids = {"ids": order_ids}
     with engine_for(database_url).connect() as connection:
         outcomes = connection.execute(
@@ -79,6 +84,9 @@ def summary(database_url: str, order_ids: list[str], elapsed_s: float) -> Table:
     table.add_row("throughput", "orders/s, intake to terminal", f"{len(order_ids) / elapsed_s:.1f}")
     if p50 is not None:
         table.add_row("time to ship", "p50 / p99 seconds", f"{p50:.2f} / {p99:.2f}")
+    table.add_section()
+    for row in delivered:
+        table.add_row(*row)
     return table
 
 
@@ -89,18 +97,37 @@ def run(stack: Stack, orders: int, rate: float, processes: int, threads: int) ->
 
     log_path = stack.root / "demo.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    processes_line = f"starting API, {processes} workers x {threads} threads, reaper, loopback Stripe, local carrier"
-    console.print(f"{processes_line} (log: {log_path})")
+    processes_line = f"starting API, {processes} workers x {threads} threads, webhook workers, reaper, loopback Stripe"
+    console.print(f"{processes_line}, local carrier, SMTP sink, a shop's webhook endpoint (log: {log_path})")
     ports = Ports.free()
-    with running_procfile(stack, ports, log_path, processes, threads, DEMO_FAULTS):
-        api = url(ports.api)
-        console.print(f"metrics: {ports.metrics_line()}")
-        catalogue = seed_catalogue(stack.database_url)
-        token = mint_for(get_settings(), "demo-shop", ["orders:write", "orders:read"])
-        console.print(f"API ready at {api}; placing {orders} orders at {rate:.0f}/s")
-        started = time.monotonic()
-        order_ids = place_orders(api, token, catalogue, orders, rate)
-        statuses = watch(stack.database_url, order_ids, timeout_s=max(120.0, orders / 5))
-        elapsed = time.monotonic() - started
-    console.print(summary(stack.database_url, order_ids, elapsed))
+    with side_servers.mail_sink(log_path.parent, free_port()) as mail, ShopEndpoint(SHOP_FAILURE_RATE) as shop:
+        with running_procfile(stack, ports, log_path, processes, threads, DEMO_FAULTS | mail.env):
+            api = url(ports.api)
+            console.print(f"metrics: {ports.metrics_line()}")
+            console.print(f"e-mails: {mail.view_url}; the shop's endpoint: {shop.url}")
+            catalogue = seed_catalogue(stack.database_url)
+            token = mint_for(get_settings(), SHOP, ["orders:write", "orders:read"])
+            shop.register(api, token)
+            console.print(f"API ready at {api}; placing {orders} orders at {rate:.0f}/s")
+            started = time.monotonic()
+            order_ids = place_orders(api, token, catalogue, orders, rate)
+            statuses = watch(stack.database_url, order_ids, timeout_s=max(120.0, orders / 5))
+            elapsed = time.monotonic() - started
+            with console.status("waiting for the shop to hear every order's final event ..."):
+                wait_for_finals(shop, final_events(stack.database_url, SHOP), timeout_s=60)
+        console.print(summary(stack.database_url, order_ids, elapsed, deliveries(stack.database_url, shop, mail)))
     return sum(statuses[s] for s in TERMINAL_VALUES) == len(order_ids)
+
+
+def deliveries(database_url: str, shop: ShopEndpoint, mail: side_servers.SideServer) -> list[tuple[str, str, str]]:
+    """The summary's rows for what reached the shop's customers (e-mails) and the shop itself (its events)."""
+    with engine_for(database_url).connect() as connection:
+        written = connection.scalar(text("SELECT count(*) FROM order_events WHERE client_id = :c"), {"c": SHOP})
+    e_mails = httpx.get(mail.view_url, timeout=10).json()["messages"]
+    received = shop.events()
+    distinct = len({event["id"] for event in received})
+    return [
+        ("e-mails", "received by the SMTP sink", str(len(e_mails))),
+        ("shop events", "delivered (distinct) / written", f"{distinct} / {written}"),
+        ("", f"requests accepted (the shop failed {SHOP_FAILURE_RATE:.0%})", str(len(received))),
+    ]

@@ -47,6 +47,7 @@ def demo_order(index: int, catalogue: list[dict[str, Any]]) -> dict[str, Any]:
     method = declines.get(index % 20, "pm_card_visa")
     return {
         "userId": f"demo-user-{index % 50}",
+        "email": f"demo-user-{index % 50}@example.com",  # the confirmation or cancellation goes here
         "items": [{"productId": p["id"], "quantity": random.randint(1, 3), "price": p["price"]} for p in lines],
         "shippingAddress": NOWHERE if index % 25 == 7 else ADDRESS,
         "paymentMethodId": method,

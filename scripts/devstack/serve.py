@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,9 +14,8 @@ from types import FrameType
 from rich.console import Console
 
 from pipeline.config import LOCAL_STRIPE_KEY
-from scripts.devstack import localstack
+from scripts.devstack import localstack, side_servers
 from scripts.devstack.localstack import Stack, StackError
-from scripts.devstack.processes import Child, python
 from scripts.devstack.procfile import LOCAL_WEBHOOK_SECRET, Ports, running_procfile, stop, url
 
 console = Console()
@@ -29,14 +26,14 @@ def run(stack: Stack, ports: Ports, smtp_port: int, processes: int, threads: int
     """Run the stack until SIGINT or SIGTERM, then stop it; StackError if it stopped by itself or not in time."""
     log_path = stack.root / "serve.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = f"API, {processes} workers x {threads} threads, reaper, loopback Stripe, local carrier, SMTP sink"
-    console.print(f"starting {started}", soft_wrap=True)
+    workers = f"{processes} workers x {threads} threads, webhook workers"
+    console.print(f"starting API, {workers}, reaper, loopback Stripe, local carrier, SMTP sink", soft_wrap=True)
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _interrupt)  # while starting, SIGTERM stops what started, as Ctrl-C does
     try:
-        with extra_servers(log_path.parent, smtp_port) as (extra_env, extra_lines):
-            with running_procfile(stack, ports, log_path, processes, threads, extra_env) as honcho:
-                show(ports, log_path, extra_lines)
+        with side_servers.mail_sink(log_path.parent, smtp_port) as mail:
+            with running_procfile(stack, ports, log_path, processes, threads, mail.env) as honcho:
+                show(ports, log_path, [mail.line])
                 received = wait_for_signal(honcho)
                 if received is None:
                     raise StackError(f"the stack stopped by itself (honcho exit {honcho.returncode}); see {log_path}")
@@ -49,31 +46,6 @@ def run(stack: Stack, ports: Ports, smtp_port: int, processes: int, threads: int
     if not in_time or killed:
         raise StackError(f"stopped, but {', '.join(killed) or 'honcho'} had to be killed; see {log_path}")
     console.print("goodbye: every process stopped cleanly")
-
-
-@contextmanager
-def extra_servers(log_dir: Path, smtp_port: int) -> Iterator[tuple[dict[str, str], list[str]]]:
-    """The one place for local servers beside the Procfile's: starts them, yields the settings the Procfile's
-    processes need to reach them and the lines to print about them, and stops them on the way out.
-
-    Now one: the SMTP sink (scripts/devstack/mail_sink.py), which the workers' notifier sends to.
-    """
-    sink = Child(
-        "mail_sink", python("-m", "scripts.devstack.mail_sink", "--port", str(smtp_port)), dict(os.environ), log_dir
-    )
-    sink.start()
-    try:
-        _wait_for_port(smtp_port, sink, f"the SMTP sink did not start; see {log_dir / 'mail_sink.log'}")
-        # No STARTTLS and no login: the sink offers neither, whatever a developer's shell has for a real server.
-        settings = {"NOTIFIER": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port)}
-        settings |= {"SMTP_STARTTLS": "false", "SMTP_USERNAME": "", "SMTP_PASSWORD": ""}
-        line = (
-            f"e-mails      SMTP sink at 127.0.0.1:{smtp_port} (the workers' NOTIFIER=smtp, SMTP_HOST, SMTP_PORT);"
-            f" it logs each message it keeps (from, to, subject) to {log_dir / 'mail_sink.log'}"
-        )
-        yield settings, [line]
-    finally:
-        sink.stop()
 
 
 def show(ports: Ports, log_path: Path, extra_lines: list[str]) -> None:
@@ -121,18 +93,6 @@ def own_servers(root: Path) -> Iterator[None]:
     finally:
         if started_here and localstack.running(root):
             localstack.stop(root)
-
-
-def _wait_for_port(port: int, child: Child, failure: str, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if not child.alive or time.monotonic() > deadline:
-                raise StackError(failure) from None
-        time.sleep(0.05)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -107,6 +107,9 @@ def test_serve_stays_up_an_order_placed_with_its_token_ships_and_ctrl_c_stops_ev
             with attempt:
                 status = httpx.get(f"{api}/v1/orders/{order.json()['id']}", headers=shop).json()["status"]
                 assert status == "shipped"
+        mailbox = re.search(r"what it received: (\S+)", printed)
+        assert mailbox, printed
+        received = httpx.get(mailbox[1], params={"to": "shopper@example.com"}).json()["messages"]
 
         os.killpg(process.pid, signal.SIGINT)
         returncode = process.wait(timeout=50)
@@ -122,6 +125,8 @@ def test_serve_stays_up_an_order_placed_with_its_token_ships_and_ctrl_c_stops_ev
     mail_log = stack_dir / "mail_sink.log"
     assert f"SMTP sink at 127.0.0.1:{smtp_port}" in printed and str(mail_log) in printed
     assert "to=('shopper@example.com',)" in mail_log.read_text()  # the confirmation, through the real notifier
+    assert [message["to"] for message in received] == [["shopper@example.com"]]
+    assert "order" in received[0]["subject"].lower() and received[0]["text"], received
     assert all(localstack.port_free(port) for port in [*ports.named().values(), smtp_port])
     assert not localstack.running(stack_dir)  # serve started the embedded servers, so it stopped them too
 
