@@ -16,20 +16,7 @@ from models.status import OrderStatus
 
 def order_out(order: Order) -> OrderOut:
     """An order as intake accepted it (the POST answer and each list item)."""
-    return OrderOut(
-        id=order.id,
-        status=OrderStatus(order.status),
-        user_id=order.user_id,
-        total_amount=order.total_cents,
-        currency=order.currency,
-        items=[
-            OrderItemOut(product_id=line.product_id, quantity=line.quantity, price=line.unit_price_cents)
-            for line in order.lines
-        ],
-        shipping_address=order.shipping_address,
-        email=order.customer_email,
-        created_at=order.created_at,
-    )
+    return OrderOut(**OrderOut.fields_of(order))
 
 
 def placed_order_out(

@@ -117,6 +117,27 @@ class OrderOut(OutDocument):
     email: str | None = Field(default=None, description="The customer's e-mail address, null if none was given.")
     created_at: datetime
 
+    @staticmethod
+    def fields_of(order: Any) -> dict[str, Any]:
+        """These fields from a stored order: the ORM's `Order` (the API) or the saga's `LockedOrder` (its events).
+
+        Both carry the orders columns by name and `lines` with product_id, quantity and unit_price_cents.
+        """
+        return {
+            "id": order.id,
+            "status": OrderStatus(order.status),
+            "user_id": order.user_id,
+            "total_amount": order.total_cents,
+            "currency": order.currency,
+            "items": [
+                OrderItemOut(product_id=line.product_id, quantity=line.quantity, price=line.unit_price_cents)
+                for line in order.lines
+            ],
+            "shipping_address": order.shipping_address,
+            "email": order.customer_email,
+            "created_at": order.created_at,
+        }
+
 
 class TimelineEntry(OutDocument):
     """One attempt of one saga step, compensation or operator action."""

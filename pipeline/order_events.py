@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, text
 
-from models.schemas import EventOrder, OrderItemOut, ShipmentOut
+from models.schemas import EventOrder, ShipmentOut
 from models.status import OrderStatus
 
 if TYPE_CHECKING:
@@ -37,23 +37,8 @@ EVENT_TYPES: tuple[str, ...] = (*OF_STATUS.values(), REFUNDED, DISPUTED)
 
 def order_document(order: LockedOrder, shipment: ShipmentOut | None = None) -> dict[str, Any]:
     """The locked order as an event shows it (the API's order, plus where it stands)."""
-    document = EventOrder(
-        id=order.id,
-        status=OrderStatus(order.status),
-        user_id=order.user_id,
-        total_amount=order.total_cents,
-        currency=order.currency,
-        items=[
-            OrderItemOut(product_id=line.product_id, quantity=line.quantity, price=line.unit_price_cents)
-            for line in order.lines
-        ],
-        shipping_address=order.shipping_address,
-        email=order.customer_email,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        cancel_reason=order.cancel_reason,
-        shipment=shipment,
-    )
+    fields = EventOrder.fields_of(order) | {"updated_at": order.updated_at, "cancel_reason": order.cancel_reason}
+    document = EventOrder(**fields, shipment=shipment)
     return document.model_dump(mode="json")
 
 
