@@ -99,10 +99,9 @@ def _experiment(stack: ChaosStack, plan: Plan, report: Report) -> None:
 
     catalogue = seed_catalogue(stack.servers.database_url)
     token = mint_token(local_secret(stack.root), CLIENT, ["orders:write", "orders:read"])
-    with ShopEndpoint(SHOP_FAILURE_RATE) as shop:
-        shop.register(stack.api_url, token)
+    with ShopEndpoint(SHOP_FAILURE_RATE) as shop, shop.registered(stack.api_url, token):
         _push_and_settle(stack, plan, report, catalogue, token)
-        finals = final_events(stack.servers.database_url, CLIENT)
+        finals = final_events(stack.servers.database_url, report.accepted)
         wait_for_finals(shop, finals, plan.settle_timeout_s)
         report.violations |= audit_deliveries(shop, finals)
         report.events.append((0.0, summary(shop)))

@@ -13,6 +13,8 @@ import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -32,6 +34,7 @@ class ShopEndpoint:
         self.lock = threading.Lock()
         self.received: list[dict[str, Any]] = []
         self.unverified = 0
+        self.failed = 0  # requests answered with a 500 on purpose
         self.secret: str | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
@@ -43,7 +46,8 @@ class ShopEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status = 500 if rng.random() < endpoint.failure_rate else endpoint.accept(body, dict(self.headers))
+                failing = rng.random() < endpoint.failure_rate
+                status = endpoint.fail() if failing else endpoint.accept(body, dict(self.headers))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -53,7 +57,12 @@ class ShopEndpoint:
 
         return Handler
 
-    def accept(self, body: bytes, headers: dict[str, str]) -> int:
+    def fail(self) -> int:
+        with self.lock:
+            self.failed += 1
+        return 500
+
+    def accept(self, body: bytes, headers: Mapping[str, str]) -> int:
         """204 for an event signed with our secret (kept), 400 otherwise (counted)."""
         lowered = {name.lower(): value for name, value in headers.items()}
         try:
@@ -67,16 +76,19 @@ class ShopEndpoint:
             self.received.append(event | {"webhook-id": lowered.get("webhook-id")})
         return 204
 
-    def register(self, api_url: str, token: str) -> None:
-        """Register this endpoint for every event type of the token's client, and keep its secret."""
-        answer = httpx.post(
-            f"{api_url}/v1/webhook-endpoints",
-            json={"url": self.url, "eventTypes": []},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-        )
+    @contextmanager
+    def registered(self, api_url: str, token: str) -> Iterator[None]:
+        """Registered for every event type of the token's client (its secret kept) until the block ends, then
+        deleted: an endpoint left behind would be sent the next run's events at a port nobody listens on."""
+        headers = {"Authorization": f"Bearer {token}"}
+        endpoints = f"{api_url}/v1/webhook-endpoints"
+        answer = httpx.post(endpoints, json={"url": self.url, "eventTypes": []}, headers=headers, timeout=10)
         answer.raise_for_status()
         self.secret = answer.json()["secret"]
+        try:
+            yield
+        finally:
+            httpx.delete(f"{endpoints}/{answer.json()['id']}", headers=headers, timeout=10).raise_for_status()
 
     def events(self) -> list[dict[str, Any]]:
         """Every event accepted so far, a redelivered one as often as it came, with its webhook-id header."""
@@ -99,14 +111,14 @@ class ShopEndpoint:
         self.stop()
 
 
-def final_events(database_url: str, client_id: str) -> dict[str, str]:
-    """Each terminal order's last event id, by order id, from the outbox."""
+def final_events(database_url: str, order_ids: list[str]) -> dict[str, str]:
+    """Each of these orders' last event id, by order id, from the outbox, for those that are terminal."""
     query = text("""
         SELECT DISTINCT ON (e.order_id) e.order_id, e.id FROM order_events e JOIN orders o ON o.id = e.order_id
-        WHERE e.client_id = :client AND o.status IN ('shipped', 'cancelled', 'needs_attention')
+        WHERE e.order_id = ANY(CAST(:ids AS uuid[])) AND o.status IN ('shipped', 'cancelled', 'needs_attention')
         ORDER BY e.order_id, e.sequence DESC""")
     with engine_for(database_url).connect() as connection:
-        return {str(order): str(event) for order, event in connection.execute(query, {"client": client_id})}
+        return {str(order): str(event) for order, event in connection.execute(query, {"ids": order_ids})}
 
 
 def wait_for_finals(endpoint: ShopEndpoint, finals: dict[str, str], timeout_s: float) -> None:
