@@ -18,10 +18,12 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, Insert, bindparam, func, insert, select, text, update
+from sqlalchemy import CTE, Connection, Insert, bindparam, cast, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from models.schemas import ShipmentOut
 from models.status import OrderStatus, StepKind, StepOutcome
+from models.tables import ORDER_EVENTS as EVENTS
 from models.tables import ORDER_LINES as LINES
 from models.tables import ORDERS, TIMELINE
 from pipeline import order_events, saga
@@ -77,18 +79,55 @@ _RECORD = insert(TIMELINE)
 _NOTE_COLUMNS = tuple(column.name for column in TIMELINE.c if column.name not in ("id", "order_id"))
 
 
-@cache
-def _update_and_note(columns: tuple[str, ...]) -> Insert:
-    """UPDATE the order and INSERT its timeline row in one statement (one round trip per step, not two)."""
-    moved = (
+def _moved(columns: tuple[str, ...]) -> CTE:
+    """UPDATE the order's columns named `set_<column>`, as a CTE answering its id and client."""
+    return (
         update(ORDERS)
         .where(ORDERS.c.id == bindparam("order_id"))
         .values({name: bindparam(f"set_{name}", type_=ORDERS.c[name].type) for name in columns})
-        .returning(ORDERS.c.id)
+        .returning(ORDERS.c.id, ORDERS.c.client_id)
         .cte("moved")
     )
+
+
+def _note(moved: CTE) -> Insert:
+    """INSERT the timeline row (parameters `note_<column>`) of the order `moved` updated."""
     note = [bindparam(f"note_{name}", type_=TIMELINE.c[name].type) for name in _NOTE_COLUMNS]
     return insert(TIMELINE).from_select(["order_id", *_NOTE_COLUMNS], select(moved.c.id, *note))
+
+
+@cache
+def _update_and_note(columns: tuple[str, ...]) -> Insert:
+    """UPDATE the order and INSERT its timeline row in one statement (one round trip per step, not two)."""
+    return _note(_moved(columns))
+
+
+@cache
+def _move_note_and_emit(columns: tuple[str, ...], noting: bool) -> Insert:
+    """UPDATE the order, INSERT its timeline row (if `noting`) and its next event, in one statement.
+
+    The event's sequence continues the order's events (the caller holds the order's row lock, so no two
+    writers race), and is written into its payload too.
+    """
+    moved = _moved(columns)
+    after = (
+        select(moved.c.id, moved.c.client_id, (func.coalesce(func.max(EVENTS.c.sequence), 0) + 1).label("sequence"))
+        .select_from(moved.outerjoin(EVENTS, EVENTS.c.order_id == moved.c.id))
+        .group_by(moved.c.id, moved.c.client_id)
+        .cte("next")
+    )
+    payload = cast(bindparam("event_payload"), JSONB).op("||")(func.jsonb_build_object("sequence", after.c.sequence))
+    columns_written = ["id", "order_id", "client_id", "sequence", "type", "payload"]
+    event = select(
+        bindparam("event_id", type_=EVENTS.c.id.type),
+        after.c.id,
+        after.c.client_id,
+        after.c.sequence,
+        bindparam("event_type", type_=EVENTS.c.type.type),
+        payload,
+    )
+    statement = insert(EVENTS).from_select(columns_written, event)
+    return statement.add_cte(_note(moved).cte("noted")) if noting else statement
 
 
 # The key row first: the order and its lines are inserted only if the key row was (see api/intake.py).
@@ -224,12 +263,21 @@ def advance(
     noting: dict[str, Any] | None = None,
     **values: Any,
 ) -> None:
-    """Move to new_status and lease the order to the next actor: unmoved past the lease, the reaper re-drives it."""
+    """Move to new_status and lease the order to the next actor: unmoved past the lease, the reaper re-drives it.
+
+    The move, its timeline row (`noting`) and the order's event are one statement: the outbox costs the
+    step no round trip of its own.
+    """
     status = check_transition(order.status, new_status).value
     lease = None if is_terminal(new_status) else lease_until(lease_s)
-    moved = {"status": status, "current_step": next_actor, "deliveries": 0, "lease_expires_at": lease}
-    update_order(connection, order, noting, **moved, **values)
-    emit(connection, order, order_events.OF_STATUS[OrderStatus(status)])
+    moved = {"status": status, "current_step": next_actor, "deliveries": 0, "lease_expires_at": lease, **values}
+    for name, value in moved.items():
+        setattr(order, name, value)
+    event_id, event_type, payload = _event(connection, order, order_events.OF_STATUS[OrderStatus(status)])
+    parameters = {f"set_{name}": value for name, value in moved.items()}
+    parameters |= {f"note_{name}": value for name, value in (noting or {}).items()}
+    parameters |= {"order_id": order.id, "event_id": event_id, "event_type": event_type, "event_payload": payload}
+    connection.execute(_move_note_and_emit(tuple(moved), noting is not None), parameters)
 
 
 def emit(connection: Connection, order: LockedOrder, event_type: str, **details: dict[str, Any]) -> None:
@@ -237,6 +285,14 @@ def emit(connection: Connection, order: LockedOrder, event_type: str, **details:
 
     `details` go into the event's data beside the order (the refund of an `order.refunded`, ...).
     """
+    event_id, _, payload = _event(connection, order, event_type, **details)
+    connection.execute(_EMIT, {"id": event_id, "order_id": order.id, "type": event_type, "payload": payload})
+
+
+def _event(
+    connection: Connection, order: LockedOrder, event_type: str, **details: dict[str, Any]
+) -> tuple[uuid.UUID, str, str]:
+    """A new event's id, type and JSON body (without its sequence), showing the order as it is now."""
     at = datetime.now(UTC)
     shipment = None
     if event_type == order_events.OF_STATUS[OrderStatus.SHIPPED]:
@@ -246,7 +302,7 @@ def emit(connection: Connection, order: LockedOrder, event_type: str, **details:
     event_id = uuid.uuid4()
     body = order_events.envelope(event_id, event_type, at, order_events.order_document(order, shipment))
     body["data"].update(details)
-    connection.execute(_EMIT, {"id": event_id, "order_id": order.id, "type": event_type, "payload": json.dumps(body)})
+    return event_id, event_type, json.dumps(body)
 
 
 def begin_compensation(
