@@ -15,6 +15,11 @@ _engines: dict[tuple[str, int], Engine] = {}
 # provider's own), so 8 threads need 16; a smaller pool made overflow connections churn (hundreds
 # of new Postgres backends per benchmark run instead of 16).
 POOL_SIZE = 20
+# Postgres ends a session whose transaction sits idle this long, and with it the row locks it holds. A step's
+# transaction is idle only while its thread waits (on a provider, at most STRIPE_TIMEOUT_S, or on the ledger's
+# side connection): one idle for minutes belongs to a stuck thread, and would hold its order forever, out of
+# the reaper's reach (it skips locked rows). The step then fails its commit and is retried like any other.
+IDLE_IN_TRANSACTION_TIMEOUT = "120s"
 _engines_lock = threading.Lock()
 
 
@@ -33,7 +38,10 @@ def engine_for(url: str, pool_size: int = POOL_SIZE) -> Engine:
                 pool_size=pool_size,
                 max_overflow=pool_size // 2,
                 pool_recycle=1800,
-                connect_args={"connect_timeout": 5},
+                connect_args={
+                    "connect_timeout": 5,
+                    "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}",
+                },
             )
         return _engines[url, pool_size]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import func, select
+import time
 
-from models.db import unit_of_work
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
+
+from models.db import engine_for, unit_of_work
 from models.inventory import Product
 from tests.factories import random_sku
 
@@ -29,3 +32,17 @@ def test_a_block_that_raises_is_rolled_back(db_url: str) -> None:
         raise RuntimeError("boom")
 
     assert count_products(db_url) == 0
+
+
+def test_postgres_ends_a_transaction_left_idle_so_a_stuck_thread_cannot_hold_an_order_lock_forever(
+    db_url: str,
+) -> None:
+    # Set on every pooled connection: a step's thread stuck while its transaction holds an order's row lock
+    # would otherwise keep that order from every other step and from the reaper (which skips locked rows).
+    with engine_for(db_url).connect() as connection:
+        assert connection.scalar(text("SHOW idle_in_transaction_session_timeout")) == "2min"
+        with pytest.raises(OperationalError):  # the same setting, shortened: the session is ended, the lock freed
+            connection.execute(text("SET idle_in_transaction_session_timeout = '200ms'"))
+            connection.execute(text("SELECT 1 FROM products LIMIT 1 FOR UPDATE"))
+            time.sleep(1)
+            connection.execute(text("SELECT 1"))
