@@ -7,6 +7,7 @@ from the dashboard after the goods left); `violations_only` leaves them out.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -17,8 +18,8 @@ from models.status import TERMINAL_SQL
 INFO = "(info) "
 LIVE_SHIPMENT = ("created", "picked_up")
 
-CHECKS = {
-    "order not terminal": f"SELECT id FROM orders WHERE status NOT IN {TERMINAL_SQL}",
+# Stock is one ledger for all time: checked whole (one row per product, their reservations by index).
+STOCK_CHECKS = {
     "stock not conserved or negative": (
         "SELECT id FROM products WHERE total <> available + reserved + shipped OR available < 0 OR reserved < 0"
     ),
@@ -28,51 +29,78 @@ CHECKS = {
     "shipped stock disagrees with shipped reservations": """
         SELECT p.id FROM products p LEFT JOIN reservations r ON r.product_id = p.id AND r.status = 'shipped'
         GROUP BY p.id, p.shipped HAVING p.shipped <> COALESCE(SUM(r.quantity), 0)""",
+}
+# The orders placed since :since (ix_orders_created), each check joined to its rows by their order's index.
+# An order in flight breaks none of them: each looks at terminal orders only, or at one stuck past its lease.
+ORDER_CHECKS = {
+    "order stuck: not terminal, its lease run out long ago": f"""
+        SELECT id FROM orders o WHERE o.created_at >= :since AND status NOT IN {TERMINAL_SQL}
+        AND lease_expires_at < now() - make_interval(secs => :stuck_after_s)""",
     "shipped order not paid in full": """
         SELECT o.id FROM orders o LEFT JOIN payments p ON p.order_id = o.id
-        WHERE o.status = 'shipped' AND (p.status IS DISTINCT FROM 'succeeded' OR p.amount_cents <> o.total_cents)""",
+        WHERE o.created_at >= :since AND o.status = 'shipped'
+          AND (p.status IS DISTINCT FROM 'succeeded' OR p.amount_cents <> o.total_cents)""",
     "shipped and refunded by the saga": """
         SELECT DISTINCT o.id FROM orders o JOIN payments p ON p.order_id = o.id JOIN refunds r ON r.payment_id = p.id
-        WHERE o.status = 'shipped' AND r.origin = 'saga' AND r.status IN ('succeeded', 'pending', 'requires_action')""",
+        WHERE o.created_at >= :since AND o.status = 'shipped' AND r.origin = 'saga'
+          AND r.status IN ('succeeded', 'pending', 'requires_action')""",
     "cancelled order kept money": """
         SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
-        WHERE o.status = 'cancelled' AND p.status = 'succeeded' AND p.refunded_cents <> p.amount_cents
-              AND p.dispute_status IS DISTINCT FROM 'lost'""",
+        WHERE o.created_at >= :since AND o.status = 'cancelled' AND p.status = 'succeeded'
+          AND p.refunded_cents <> p.amount_cents AND p.dispute_status IS DISTINCT FROM 'lost'""",
     "finished order with an unsettled payment": """
         SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
-        WHERE o.status IN ('shipped', 'cancelled') AND p.status IN ('started', 'in_doubt', 'pending')""",
+        WHERE o.created_at >= :since AND o.status IN ('shipped', 'cancelled')
+          AND p.status IN ('started', 'in_doubt', 'pending')""",
     "cancelled order holds stock": """
         SELECT DISTINCT o.id FROM orders o JOIN reservations r ON r.order_id = o.id
-        WHERE o.status = 'cancelled' AND r.status <> 'released'""",
+        WHERE o.created_at >= :since AND o.status = 'cancelled' AND r.status <> 'released'""",
     "shipment without shipped status": """
-        SELECT o.id FROM orders o JOIN shipments s ON s.order_id = o.id WHERE o.status <> 'shipped'""",
+        SELECT o.id FROM orders o JOIN shipments s ON s.order_id = o.id
+        WHERE o.created_at >= :since AND o.status <> 'shipped'""",
     "delivered more than once per key": """
-        SELECT order_id FROM local_deliveries GROUP BY order_id, provider, payload->>'kind'
-        HAVING COUNT(*) > 1""",
+        SELECT d.order_id FROM orders o JOIN local_deliveries d ON d.order_id = o.id WHERE o.created_at >= :since
+        GROUP BY d.order_id, d.provider, d.payload->>'kind' HAVING COUNT(*) > 1""",
     INFO + "refunded or disputed outside the saga after shipment": """
         SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
-        WHERE o.status = 'shipped' AND (p.dispute_id IS NOT NULL OR EXISTS (
+        WHERE o.created_at >= :since AND o.status = 'shipped' AND (p.dispute_id IS NOT NULL OR EXISTS (
             SELECT 1 FROM refunds r WHERE r.payment_id = p.id AND r.origin = 'outside'))""",
 }
-_REFUNDS = "SELECT provider_refund_id, status FROM refunds"
+CHECKS = STOCK_CHECKS | ORDER_CHECKS
+_ORDERS = f"SELECT id, status FROM orders WHERE created_at >= :since AND status IN {TERMINAL_SQL}"
+_REFUNDS = """
+    SELECT r.provider_refund_id, r.status FROM orders o JOIN payments p ON p.order_id = o.id
+    JOIN refunds r ON r.payment_id = p.id WHERE o.created_at >= :since"""
+EVER = datetime(1970, 1, 1, tzinfo=UTC)
+STUCK_AFTER_S = 900.0  # the reaper re-drives an order within seconds of its lease running out
 
 
 def audit(
     database_url: str,
     provider_ledger: list[dict[str, Any]] | None = None,
     carrier_ledger: list[dict[str, Any]] | None = None,
+    since: datetime = EVER,
+    stuck_after_s: float = STUCK_AFTER_S,
 ) -> dict[str, list[str]]:
-    """Violations by check name (empty lists when all is well)."""
+    """Violations by check name (empty lists when all is well), for the orders placed since `since`.
+
+    Every query reads one snapshot (REPEATABLE READ), so an order moving during the audit is seen in one
+    state by all of them. The providers' records are held to the terminal orders of the window alone: an order
+    in flight may hold a charge or a shipment that our commit has not recorded yet.
+    """
+    window = {"since": since, "stuck_after_s": stuck_after_s}
     violations: dict[str, list[str]] = {}
-    with engine_for(database_url).connect() as connection:
+    engine = engine_for(database_url).execution_options(isolation_level="REPEATABLE READ")
+    with engine.connect() as connection:
         for name, query in CHECKS.items():
-            violations[name] = [str(row[0]) for row in connection.execute(text(query))]
-        orders = {str(row[0]): row[1] for row in connection.execute(text("SELECT id, status FROM orders"))}
-        refunds = {row[0]: row[1] for row in connection.execute(text(_REFUNDS))}
+            violations[name] = [str(row[0]) for row in connection.execute(text(query), window)]
+        orders = {str(row[0]): row[1] for row in connection.execute(text(_ORDERS), window)}
+        refunds = {row[0]: row[1] for row in connection.execute(text(_REFUNDS), window)}
     if provider_ledger is not None:
-        violations |= provider_checks(orders, provider_ledger) | refund_checks(refunds, provider_ledger)
+        ledger = [intent for intent in provider_ledger if intent["metadata"].get("order_id") in orders]
+        violations |= provider_checks(orders, ledger) | refund_checks(refunds, ledger)
     if carrier_ledger is not None:
-        violations |= carrier_checks(orders, carrier_ledger)
+        violations |= carrier_checks(orders, [item for item in carrier_ledger if item["orderId"] in orders])
     return violations
 
 

@@ -6,6 +6,7 @@ import getpass
 import re
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -30,11 +31,25 @@ def order_ids(values: Sequence[str]) -> list[uuid.UUID]:
     return list(dict.fromkeys(parsed))
 
 
-def seconds(value: str) -> float:
+def seconds(value: str, option: str = "--older-than") -> float:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip())
     if match is None:
-        raise typer.BadParameter(f"{value!r} is not a duration like 90s, 5m or 2h", param_hint="--older-than")
+        raise typer.BadParameter(f"{value!r} is not a duration like 90s, 5m or 2h", param_hint=option)
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def since(value: str) -> datetime:
+    """A moment: that long ago (24h, 7d) or a date and time (2026-11-01, 2026-11-01T12:00:00Z; UTC if no zone)."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        try:
+            return datetime.now(UTC) - timedelta(seconds=seconds(value, "--since"))
+        except typer.BadParameter:
+            raise typer.BadParameter(
+                f"{value!r} is neither a duration like 24h or 7d nor a date like 2026-11-01", param_hint="--since"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def note(reason: str) -> str:
