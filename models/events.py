@@ -45,6 +45,7 @@ class OrderEvent(UUIDKey, Base):
         # The feed: a client's events in commit-safe order.
         Index("ix_order_events_client_position", "client_id", "transaction_id", "id"),
         Index("ix_order_events_position", "transaction_id", "id"),
+        Index("ix_order_events_created", "created_at"),  # retention takes the oldest first
     )
 
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))

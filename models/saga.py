@@ -48,7 +48,10 @@ class LocalDelivery(Base):
     """
 
     __tablename__ = "local_deliveries"
-    __table_args__ = (CheckConstraint("provider IN ('notifier', 'shipper')", name="provider_known"),)
+    __table_args__ = (
+        CheckConstraint("provider IN ('notifier', 'shipper')", name="provider_known"),
+        Index("ix_local_deliveries_created", "created_at"),  # retention takes the oldest first
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     provider: Mapped[str] = mapped_column(String(16))
@@ -62,7 +65,10 @@ class IdempotencyKey(Base):
     """An intake request seen before: replayed with its original response."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (CheckConstraint("response_code BETWEEN 200 AND 599", name="response_code_http"),)
+    __table_args__ = (
+        CheckConstraint("response_code BETWEEN 200 AND 599", name="response_code_http"),
+        Index("ix_idempotency_keys_created", "created_at"),  # retention takes the oldest first
+    )
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -77,6 +83,7 @@ class WebhookEvent(Base):
     """A provider event already applied; its id makes redelivered webhooks no-ops."""
 
     __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_received", "received_at"),)  # retention takes the oldest first
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(100))

@@ -150,6 +150,18 @@ class Settings(BaseSettings):
     # A due delivery with no send for this long has lost its message: the reaper's pass sends it again.
     webhook_redrive_after_s: float = 60.0
     webhook_fanout_batch: int = 500
+    # Retention: the reaper deletes rows older than these, oldest first, in small batches that skip locked rows
+    # (every retention_interval_s). 0 keeps them for ever. Idempotency keys: 24 h, as Stripe keeps its own; a
+    # retry with the same key after that is a new order. Stripe event ids: Stripe redelivers for up to 3 days.
+    # Order events: the pull feed serves 30 days, as Stripe's /v1/events does (with their deliveries; never
+    # an event still pending delivery). Local providers' records: the local stack's, 30 days. Timelines
+    # (saga_steps) are kept with their orders.
+    retention_interval_s: float = 300.0
+    retention_batch: int = 500
+    idempotency_key_ttl_s: float = 86400.0
+    stripe_event_ttl_s: float = 2592000.0
+    order_event_ttl_s: float = 2592000.0
+    local_delivery_ttl_s: float = 2592000.0
 
     @field_validator(
         "database_url",

@@ -6,11 +6,13 @@ import random
 import uuid
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
 from models.db import transaction
 from models.tables import LOCAL_DELIVERIES
 from pipeline.errors import TransientError
+from pipeline.retention import Prune
 
 _RECORD = insert(LOCAL_DELIVERIES)
 # A replayed key updates nothing but still returns the first delivery's id, in one round trip.
@@ -41,3 +43,14 @@ class LocalRecorder:
         with transaction(self.database_url) as connection:
             delivery_id = connection.scalar(_FIRST_WINS, delivery)
         return f"{self.provider}-{delivery_id}"
+
+
+# Retention: the local stack's records of what it "sent".
+PRUNE_LOCAL_DELIVERIES = Prune(
+    "local_deliveries",
+    "local_delivery_ttl_s",
+    text("""DELETE FROM local_deliveries WHERE id = ANY(ARRAY(
+                SELECT id FROM local_deliveries WHERE created_at < now() - make_interval(secs => :older_than_s)
+                ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED))"""),
+    text("SELECT COALESCE(extract(epoch FROM now() - min(created_at)), 0) FROM local_deliveries"),
+)

@@ -78,6 +78,23 @@ WEBHOOK_OLDEST_UNDELIVERED = Gauge(
     "Age of the oldest event still pending delivery to an enabled endpoint, at the last pass (0 when none).",
     multiprocess_mode="livemax",
 )
+RETENTION_PRUNED = Counter(
+    "orderflow_retention_pruned_total",
+    "Rows deleted by retention, by table (idempotency keys, Stripe event ids, order events, local records).",
+    ["table"],
+)
+RETENTION_OLDEST_AGE = Gauge(
+    "orderflow_retention_oldest_row_age_seconds",
+    "Age of the oldest row left in a table retention prunes, at its last pass.",
+    ["table"],
+    multiprocess_mode="livemax",
+)
+RETENTION_TTL = Gauge(
+    "orderflow_retention_ttl_seconds",
+    "The age after which retention deletes a table's rows (its setting); 0: kept for ever.",
+    ["table"],
+    multiprocess_mode="livemax",
+)
 WEBHOOK_ENDPOINTS_DISABLED = Gauge(
     "orderflow_webhook_endpoints_disabled",
     "Webhook endpoints disabled (by failing too long, or by their client), at the last pass.",

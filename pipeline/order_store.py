@@ -28,6 +28,7 @@ from models.tables import ORDER_LINES as LINES
 from models.tables import ORDERS, TIMELINE
 from pipeline import order_events, saga
 from pipeline.errors import OrderAlreadyShipped, OrderNotFound
+from pipeline.retention import Prune
 from pipeline.states import check_transition, is_terminal
 
 
@@ -408,3 +409,25 @@ def lease_until(lease_s: float) -> datetime:
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+# ---- retention (run by the reaper's retention pass, workers/retention.py) -------------------------------
+
+PRUNE_IDEMPOTENCY_KEYS = Prune(
+    "idempotency_keys",
+    "idempotency_key_ttl_s",
+    text("""DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(secs => :older_than_s)
+                ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED))"""),
+    text("SELECT COALESCE(extract(epoch FROM now() - min(created_at)), 0) FROM idempotency_keys"),
+)
+# An event still pending delivery to an endpoint stays; its deliveries and their attempts go with it (cascade).
+PRUNE_ORDER_EVENTS = Prune(
+    "order_events",
+    "order_event_ttl_s",
+    text("""DELETE FROM order_events WHERE id = ANY(ARRAY(
+                SELECT e.id FROM order_events e WHERE e.created_at < now() - make_interval(secs => :older_than_s)
+                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')
+                ORDER BY e.created_at LIMIT :batch FOR UPDATE SKIP LOCKED))"""),
+    text("SELECT COALESCE(extract(epoch FROM now() - min(created_at)), 0) FROM order_events"),
+)

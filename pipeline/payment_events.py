@@ -26,6 +26,7 @@ from pipeline import ledger, metrics, order_events
 from pipeline.config import get_settings
 from pipeline.order_store import advance, emit, lock_order, park, timeline_row
 from pipeline.payment_types import ORIGIN, Refund
+from pipeline.retention import Prune
 
 UNSETTLED = (PaymentStatus.STARTED.value, PaymentStatus.IN_DOUBT.value, PaymentStatus.PENDING.value)
 FINAL_DISPUTES = (ledger.DISPUTE_WON, ledger.DISPUTE_LOST)
@@ -274,3 +275,14 @@ def refund_kept_money(connection: Connection, limit: int = 100) -> list[uuid.UUI
         if late_charge(connection, order_id) is not None:
             reopened.append(order_id)
     return reopened
+
+
+# Retention: an event id is kept long after Stripe stops redelivering it (3 days), then forgotten.
+PRUNE_STRIPE_EVENTS = Prune(
+    "webhook_events",
+    "stripe_event_ttl_s",
+    text("""DELETE FROM webhook_events WHERE id = ANY(ARRAY(
+                SELECT id FROM webhook_events WHERE received_at < now() - make_interval(secs => :older_than_s)
+                ORDER BY received_at LIMIT :batch FOR UPDATE SKIP LOCKED))"""),
+    text("SELECT COALESCE(extract(epoch FROM now() - min(received_at)), 0) FROM webhook_events"),
+)

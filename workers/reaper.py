@@ -7,12 +7,16 @@ idempotent, and an order whose step is running right now is skipped (its row is 
 
 An order whose message is merely waiting in a long queue is not stalled: while the oldest ready
 message of its queue is older than the order's last progress, the reaper waits instead.
+
+Each sweep also runs the shops' webhook pass (workers/webhooks/fanout.py), and every RETENTION_INTERVAL_S
+the retention pass (workers/retention.py).
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +39,7 @@ from workers.backlog import backlog
 from workers.broker import install, installed
 from workers.enqueue import send
 from workers.operator.views import order_counts
+from workers.retention import retention_pass
 from workers.saga.runner import fail, give_up
 from workers.webhooks.fanout import webhook_pass
 
@@ -168,7 +173,7 @@ def run_forever(stop: threading.Event, settings: Settings) -> None:
     assert settings.database_url, "DATABASE_URL must be set for the reaper"
     policy = Policy.of(settings)
     log.info("reaper.started", interval_s=settings.reaper_interval_s, policy=str(policy))
-    sweeps = 0
+    sweeps, pruned_at = 0, float("-inf")  # the first retention pass runs at start
     while not stop.wait(settings.reaper_interval_s):
         try:
             if sweeps % 8 == 0:
@@ -182,6 +187,12 @@ def run_forever(stop: threading.Event, settings: Settings) -> None:
             webhook_pass(settings)  # shops' webhooks: fan the committed events out, re-send lost deliveries
         except Exception as error:  # same: a failed pass is tried again at the next sweep
             log.warning("reaper.webhook_pass_failed", error=str(error)[:300])
+        if time.monotonic() - pruned_at >= settings.retention_interval_s:
+            pruned_at = time.monotonic()
+            try:
+                retention_pass(settings)  # old idempotency keys, Stripe event ids, order events, local records
+            except Exception as error:  # same: the next interval tries again
+                log.warning("reaper.retention_failed", error=str(error)[:300])
 
 
 def main() -> None:
