@@ -26,6 +26,7 @@ class BenchConfig:
     intake_seconds: float = 10.0
     intake_concurrency: int = 16
     intake_rate: float = 200.0
+    api_processes: int = 1
     database_url: str | None = None
     redis_url: str | None = None
     json_out: Path = field(default_factory=lambda: in_stack_dir("bench.json"))

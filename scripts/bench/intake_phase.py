@@ -33,7 +33,7 @@ def intake_run(config: BenchConfig, target: Target, repetition: int) -> dict[str
     stats_before = quiet_counters(target)
     with ExitStack() as stack:
         meter = stack.enter_context(Meter(target.libpq("postgres"), target.dbname, target.redis_url))
-        base, api = stack.enter_context(api_server(env, target.log_dir, f"api-{repetition}"))
+        base, api = stack.enter_context(api_server(env, target.log_dir, f"api-{repetition}", config.api_processes))
         meter.watch("api", api)
         asyncio.run(intake_load.drive("warm-up", base, post, 1.0, config.intake_concurrency))
         window = meter.snapshot()

@@ -40,10 +40,11 @@ def fake_stripe(log_dir: Path, name: str, module: str = "scripts.fake_stripe") -
 
 
 @contextmanager
-def api_server(env: dict[str, str], log_dir: Path, name: str) -> Iterator[tuple[str, Popen[bytes]]]:
-    """One uvicorn process serving the real API; yields (base url, process) once /healthz answers."""
+def api_server(env: dict[str, str], log_dir: Path, name: str, processes: int = 1) -> Iterator[tuple[str, Popen[bytes]]]:
+    """The real API as the Procfile runs it (`python -m api.serve`, `processes` of it on one port); yields (base
+    url, process) once /healthz answers."""
     port = localstack.free_port()
-    argv = python("-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port), "--log-level", "warning")
+    argv = python("-m", "api.serve", "--processes", str(processes), "--port", str(port), "--log-level", "warning")
     env = env | {"API_METRICS_PORT": str(localstack.free_port())}
     with _running(Child(name, argv, env, log_dir)) as process:
         base = f"http://127.0.0.1:{port}"

@@ -48,7 +48,9 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
         console.print(table)
     intake = document.get("intake", {}).get("summary")
     if intake:
-        title = f"intake: POST /v1/orders, one uvicorn process, {config['intake_seconds']:.0f} s per loop"
+        processes = config.get("api_processes", 1)
+        served = f"{processes} API process{'es' if processes > 1 else ''} (python -m api.serve)"
+        title = f"intake: POST /v1/orders, {served}, {config['intake_seconds']:.0f} s per loop"
         table = Table("", "orders/s", "p50 ms", "p99 ms", "errors", title=title)
         for loop, label in (
             ("closed", f"closed loop, {config['intake_concurrency']} clients"),
