@@ -376,7 +376,13 @@ def test_stats_reports_orders_per_state_queue_depths_and_throughput_as_json(
     db_url: str, redis_client: redis.Redis
 ) -> None:
     waiting = make_order(db_url, [(make_product(db_url), 1)])
-    stalled(db_url, "shipped", None)
+    done = stalled(db_url, "shipped", None)
+    execute(  # the event its ship step writes with the move: throughput counts these
+        db_url,
+        "INSERT INTO order_events (id, order_id, client_id, sequence, type, payload)"
+        " VALUES (gen_random_uuid(), :id, 'shop-1', 2, 'order.shipped', '{}')",
+        id=done,
+    )
     send("reserve_stock", waiting)
 
     data = orderctl_json("stats", "--minutes", "5")
