@@ -140,8 +140,19 @@ def quiet_counters(target: Target, timeout_s: float = 30.0) -> dict[str, int]:
         row = admin.execute(
             "SELECT xact_commit, xact_rollback, sessions FROM pg_stat_database WHERE datname = %s", (target.dbname,)
         ).fetchone()
-    assert row is not None
-    return {"xact_commit": row[0], "xact_rollback": row[1], "sessions": row[2]}
+    # Row updates of the orders table, and how many were HOT (no index touched: no index entry, less bloat).
+    with psycopg.connect(target.libpq(), autocommit=True) as database:
+        updates = database.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'orders'"
+        ).fetchone()
+    assert row is not None and updates is not None
+    return {
+        "xact_commit": row[0],
+        "xact_rollback": row[1],
+        "sessions": row[2],
+        "orders_updates": updates[0],
+        "orders_hot_updates": updates[1],
+    }
 
 
 def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

@@ -82,7 +82,10 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
         "orders_per_s": orders / seconds,
         "commits_per_order": (stats["xact_commit"] - polls) / (orders + len(warm_ids)),
         "rollbacks_per_order": stats["xact_rollback"] / (orders + len(warm_ids)),
-        "connections_opened": stats["sessions"] - 1,  # less the bench's own probe
+        # Less the bench's own probe, and the connection the first reading opened for the orders table's counters.
+        "connections_opened": stats["sessions"] - 2,
+        "orders_updates_per_order": stats["orders_updates"] / (orders + len(warm_ids)),
+        "orders_hot_update_share": stats["orders_hot_updates"] / max(1, stats["orders_updates"]),
         "cpu_s_per_order": per_order(cpu, orders),
         "peak_rss_mib_per_worker": meter.peak_rss_mib("workers", children_only=True),
         "worker_processes": meter.process_count("workers", children_only=True),

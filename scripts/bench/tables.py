@@ -33,6 +33,8 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
             ("commits_per_order", "Postgres commits / order"),
             ("rollbacks_per_order", "Postgres rollbacks / order"),
             ("connections_opened", "Postgres connections opened"),
+            ("orders_updates_per_order", "orders row updates / order"),
+            ("orders_hot_update_share", "share of them HOT"),
         ):
             table.add_row(label, _cell(base, key, "{:.2f}"), _cell(flow, key, "{:.2f}"), _quotient(flow, base, key))
         for group in ("workers", "postgres", "redis", "stripe", "total"):
