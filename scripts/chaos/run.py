@@ -37,6 +37,7 @@ from scripts.chaos.stack import ChaosStack
 from scripts.devstack import localstack
 from scripts.devstack.demo import watch
 from scripts.devstack.demo_orders import place_orders, seed_catalogue
+from scripts.devstack.processes import sigterm_unwinds
 from scripts.devstack.shop_endpoint import ShopEndpoint, audit_deliveries, final_events, summary, wait_for_finals
 
 console = Console()
@@ -83,8 +84,9 @@ def run(plan: Plan, root: Path | None = None) -> Report:
     stack = ChaosStack(root, servers, plan.lease_s, plan.workers, plan.threads)
     report = Report()
     try:
-        stack.start()
-        _experiment(stack, plan, report)
+        with sigterm_unwinds():  # a SIGTERM (a timeout around the run) still stops the stack below
+            stack.start()
+            _experiment(stack, plan, report)
     finally:
         stack.stop()
         dispose_engines()

@@ -17,6 +17,7 @@ from models.status import TERMINAL_VALUES
 from scripts.devstack import side_servers
 from scripts.devstack.demo_orders import place_orders, seed_catalogue
 from scripts.devstack.localstack import Stack, free_port
+from scripts.devstack.processes import sigterm_unwinds
 from scripts.devstack.procfile import Ports, running_procfile, url
 from scripts.devstack.shop_endpoint import ShopEndpoint, final_events, wait_for_finals
 
@@ -100,7 +101,11 @@ def run(stack: Stack, orders: int, rate: float, processes: int, threads: int) ->
     processes_line = f"starting API, {processes} workers x {threads} threads, webhook workers, reaper, loopback Stripe"
     console.print(f"{processes_line}, local carrier, SMTP sink, a shop's webhook endpoint (log: {log_path})")
     ports = Ports.free()
-    with side_servers.mail_sink(log_path.parent, free_port()) as mail, ShopEndpoint(SHOP_FAILURE_RATE) as shop:
+    with (
+        sigterm_unwinds(),
+        side_servers.mail_sink(log_path.parent, free_port()) as mail,
+        ShopEndpoint(SHOP_FAILURE_RATE) as shop,
+    ):
         with running_procfile(stack, ports, log_path, processes, threads, DEMO_FAULTS | mail.env):
             api = url(ports.api)
             console.print(f"metrics: {ports.metrics_line()}")

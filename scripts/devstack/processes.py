@@ -6,9 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -61,6 +65,28 @@ class Child:
             os.killpg(self.process.pid, signum)
         except ProcessLookupError:
             pass
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Within the block, SIGTERM raises SystemExit in the main thread, so `finally` blocks stop the children.
+
+    Our children run in sessions of their own (a Ctrl-C or a kill reaches them only through us), so a SIGTERM's
+    default action, ending this process at once, would leave them running: a `timeout` around the chaos run or
+    the demo left workers and servers behind. Outside the main thread (where no handler can be set) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def wait_until_answers(url: str, process: subprocess.Popen[bytes] | None, seconds: float, failure: str) -> None:
