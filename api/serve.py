@@ -36,8 +36,20 @@ def listener(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
+
+
+def ensure_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on: with SO_REUSEPORT a second API (an old one left running)
+    would share it silently, and the kernel would hand it half of the connections."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT is no owner
+    try:
+        probe.bind((host, port))
+    except OSError as error:
+        raise SystemExit(f"orderflow API: cannot listen on {host}:{port}: {error.strerror}") from None
+    finally:
+        probe.close()
 
 
 def serve_one(host: str, port: int, log_level: str) -> None:
@@ -53,6 +65,7 @@ def main(
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
 ) -> None:
     """Serve the intake API from `processes` processes on host:port; SIGTERM or Ctrl-C stops them all."""
+    ensure_free(host, port)
     if processes == 1:
         return serve_one(host, port, log_level)
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="orderflow-api-metrics-"))

@@ -78,3 +78,14 @@ def test_two_api_processes_share_the_port_both_take_connections_and_sigterm_stop
     assert len(held) == 2 and sum(held) == 24
     assert min(held) >= 4, f"the kernel spreads connections across both processes: {held}"
     assert code == 0 and port_free(port)
+
+
+def test_a_port_another_process_listens_on_is_refused_in_one_line_even_with_so_reuseport() -> None:
+    taken = listener("127.0.0.1", 0)  # an API left running, its listener with SO_REUSEPORT too
+    port = taken.getsockname()[1]
+    command = [sys.executable, "-m", "api.serve", "--port", str(port)]
+    finished = subprocess.run(command, cwd=SOURCE_ROOT, capture_output=True, text=True, timeout=60)
+    taken.close()
+
+    assert finished.returncode == 1
+    assert finished.stderr.strip() == f"orderflow API: cannot listen on 127.0.0.1:{port}: Address already in use"
