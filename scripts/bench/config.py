@@ -27,6 +27,7 @@ class BenchConfig:
     intake_concurrency: int = 16
     intake_rate: float = 200.0
     api_processes: int = 1
+    history: int = 0  # with N > 0: the phases again after loading N terminal orders (scripts/bench/growth.py)
     database_url: str | None = None
     redis_url: str | None = None
     json_out: Path = field(default_factory=lambda: in_stack_dir("bench.json"))

@@ -23,11 +23,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from scripts.bench.config import BenchConfig, in_stack_dir
+
+if TYPE_CHECKING:
+    from scripts.bench.database import Target
 
 __all__ = ["BenchConfig", "command", "run"]
 
@@ -36,26 +39,43 @@ def run(config: BenchConfig) -> dict[str, Any]:
     """Run every phase `config.repeat` times, print the tables, write the JSON; returns the JSON document."""
     # Imported on use: `orderctl` registers `command` from this module and should start without psutil or Dramatiq.
     from scripts.bench.database import bench_target
-    from scripts.bench.intake_phase import intake_run
     from scripts.bench.report import report
-    from scripts.bench.saga_phase import saga_run
     from scripts.bench.tables import render
 
     started = datetime.now(UTC)
-    results: dict[str, list[dict[str, Any]]] = {phase: [] for phase in config.phases}
+    growth: dict[str, Any] | None = None
     with bench_target(config) as target:
-        for repetition in range(config.repeat):
-            chains = [p for p in ("baseline", "orderflow") if p in config.phases]
-            for phase in chains if repetition % 2 == 0 else chains[::-1]:
-                results[phase].append(saga_run(phase, config, target, repetition))
-        for repetition in range(config.repeat if "intake" in config.phases else 0):
-            results["intake"].append(intake_run(config, target, repetition))
+        results = phases(config, target)
+        if config.history:
+            from scripts.bench import growth as history
+
+            empty = {"phases": results, "operator_ms": history.operator_reads(target.database_url)}
+            loaded = history.load_history(target, config.history)
+            after = {"phases": phases(config, target), "operator_ms": history.operator_reads(target.database_url)}
+            growth = {"load": loaded, "empty": empty, "history": after, "rows": history.growth_rows(empty, after)}
         notes = target.notes
     document = report(config, results, started, notes)
+    if growth is not None:
+        document["growth"] = growth
     config.json_out.parent.mkdir(parents=True, exist_ok=True)
     config.json_out.write_text(json.dumps(document, indent=2) + "\n")
     render(document)
     return document
+
+
+def phases(config: BenchConfig, target: Target) -> dict[str, list[dict[str, Any]]]:
+    """Every chosen phase, `config.repeat` times (the chains alternating which goes first); runs by phase."""
+    from scripts.bench.intake_phase import intake_run
+    from scripts.bench.saga_phase import saga_run
+
+    results: dict[str, list[dict[str, Any]]] = {phase: [] for phase in config.phases}
+    for repetition in range(config.repeat):
+        chains = [p for p in ("baseline", "orderflow") if p in config.phases]
+        for phase in chains if repetition % 2 == 0 else chains[::-1]:
+            results[phase].append(saga_run(phase, config, target, repetition))
+    for repetition in range(config.repeat if "intake" in config.phases else 0):
+        results["intake"].append(intake_run(config, target, repetition))
+    return results
 
 
 def command(
@@ -69,6 +89,7 @@ def command(
     intake_concurrency: int = typer.Option(16, help="Concurrent keep-alive clients of the closed loop."),
     intake_rate: float = typer.Option(200.0, help="Arrival rate of the open loop, orders/s."),
     api_processes: int = typer.Option(1, min=1, help="API processes serving the intake phase (python -m api.serve)."),
+    history: int = typer.Option(0, min=0, help="Then load this many terminal orders and measure again (growth)."),
     database_url: str = typer.Option(None, help="Postgres server for the throwaway database (default: local stack)."),
     redis_url: str = typer.Option(None, help="An empty Redis database to use and flush (default: a private server)."),
     json_out: str = typer.Option(None, help="Where to write the JSON results (default: STACK_DIR/bench.json)."),
@@ -90,6 +111,7 @@ def command(
         intake_concurrency,
         intake_rate,
         api_processes,
+        history,
         database_url,
         redis_url,
         Path(json_out) if json_out else in_stack_dir("bench.json"),

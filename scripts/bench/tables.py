@@ -84,8 +84,27 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
                 verdict if target["as_specified"] else f"{verdict} (other conditions)",
             )
         console.print(table)
+    growth = document.get("growth")
+    if growth:
+        load = growth["load"]
+        title = (
+            f"growth: the same runs after loading {load['orders']:,} terminal orders of {load['clients']} clients"
+            f" over 12 months ({load['total_s']:.0f} s to COPY, plus their timelines, payments, keys and events)"
+        )
+        table = Table("", "empty database", "with the history", "ratio", title=title)
+        for row in growth["rows"]:
+            table.add_row(row["measure"], _fmt_value(row["empty"]), _fmt_value(row["history"]), _fmt_ratio(row))
+        console.print(table)
     for note in document["notes"]:
         console.print(f"note: {note}")
+
+
+def _fmt_value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _fmt_ratio(row: dict[str, Any]) -> str:
+    return "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
 
 
 def _lookup(summary: dict[str, Any] | None, path: str) -> dict[str, float] | None:

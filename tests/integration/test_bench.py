@@ -131,3 +131,37 @@ def test_a_tiny_list_bench_measures_every_case_on_both_tables_and_reaches_the_re
         "client, deep page p99 < 20 ms",
     ]
     assert all(t["measured"] > 0 and not t["as_specified"] for t in document["targets"])
+
+
+def test_a_tiny_growth_bench_loads_the_history_and_measures_the_same_things_again_beside_the_empty_run(
+    tmp_path: Path,
+) -> None:
+    config = BenchConfig(
+        orders=ORDERS,
+        processes=1,
+        threads=2,
+        repeat=1,
+        warmup=5,
+        history=3_000,
+        json_out=tmp_path / "bench.json",
+        log_dir=tmp_path / "logs",
+        phases=("orderflow",),
+    )
+
+    document = run(config)
+
+    growth = document["growth"]
+    load = growth["load"]
+    assert (load["rows_orders"], load["rows_idempotency_keys"], load["rows_order_events"]) == (3_000, 3_000, 18_000)
+    assert load["rows_saga_steps"] == 5 * 3_000 and 0 < load["rows_payments"] < 3_000  # none for cancelled ones
+    [after] = growth["history"]["phases"]["orderflow"]
+    assert (after["orders"], after["shipped"]) == (ORDERS, ORDERS), "the saga ran again on the loaded database"
+    measures = {row["measure"]: row for row in growth["rows"]}
+    assert set(measures) == {
+        "saga orderflow orders/s",
+        "reaper sweep, ms",
+        "orderctl stats, ms",
+        "orderctl stuck, ms",
+        "orderctl audit --since 24h, ms",
+    }
+    assert all(row["empty"] > 0 and row["history"] > 0 and row["ratio"] > 0 for row in measures.values())

@@ -1,0 +1,125 @@
+"""`orderctl bench --history N`: the same measurements again after a year of history, side by side with the empty run.
+
+The history is N terminal orders across 100 clients over 12 months with their lines, written with COPY (the
+list bench's loader, scripts/bench/list_data.py), and for each order what the saga would have left: its payment,
+its timeline (five steps), its idempotency key and its events (six, with small payloads), derived in Postgres
+from the copied orders. Then the chosen phases run again on that database, and the operator's reads are timed
+on both: one reaper sweep, `orderctl stats`, `orderctl stuck` and `orderctl audit --since 24h`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from scripts.bench import list_data
+from scripts.bench.database import Target
+
+CLIENTS = 100
+TIMINGS = 5  # each operator read is timed this many times; the median is reported
+
+# What the saga leaves behind an order, derived from the copied orders (set-based: no row leaves Postgres).
+DERIVED = {
+    "payments": """
+        INSERT INTO payments (order_id, idempotency_key, intent_id, amount_cents, currency, status, refunded_cents,
+                              created_at, updated_at)
+        SELECT id, id || ':charge_payment', 'pi_' || replace(id::text, '-', ''), total_cents, currency, 'succeeded',
+               0, created_at, updated_at
+        FROM orders WHERE status <> 'cancelled'""",
+    "saga_steps": """
+        INSERT INTO saga_steps (order_id, step, kind, attempt, outcome, started_at, finished_at, duration_ms)
+        SELECT o.id, s.step, 'action', 1, 'succeeded', o.created_at + s.n * interval '1 second',
+               o.created_at + s.n * interval '1 second' + interval '40 milliseconds', 40
+        FROM orders o, (VALUES (1, 'reserve_stock'), (2, 'charge_payment'), (3, 'confirm'), (4, 'notify'),
+                               (5, 'ship')) AS s (n, step)""",
+    "idempotency_keys": """
+        INSERT INTO idempotency_keys (client_id, key, request_hash, order_id, response_code, response_body, created_at)
+        SELECT client_id, id::text, md5(id::text), id, 201, '{}', created_at FROM orders""",
+    "order_events": """
+        INSERT INTO order_events (order_id, client_id, sequence, type, payload, created_at)
+        SELECT o.id, o.client_id, e.n, t.type, jsonb_build_object('type', t.type, 'sequence', e.n),
+               o.created_at + e.n * interval '1 second'
+        FROM orders o, (VALUES (1, 'order.accepted'), (2, 'order.reserved'), (3, 'order.paid'),
+                               (4, 'order.confirmed'), (5, 'order.notified'), (6, NULL)) AS e (n, type),
+             LATERAL (SELECT coalesce(e.type, 'order.' || o.status) AS type) AS t""",
+}
+
+
+def load_history(target: Target, orders: int) -> dict[str, Any]:
+    """Replace every order with `orders` terminal ones and what they left; seconds per part."""
+    timings = list_data.load(
+        target.libpq(), orders, list_data.client_ids(CLIENTS), list_data.seed_products(target.libpq()), seed=17
+    )
+    with psycopg.connect(target.libpq(), autocommit=True) as conn:
+        for table, statement in DERIVED.items():
+            began = time.perf_counter()
+            conn.execute(statement)
+            timings[f"derive_{table}_s"] = time.perf_counter() - began
+        began = time.perf_counter()
+        conn.execute("VACUUM (ANALYZE) payments, saga_steps, idempotency_keys, order_events")
+        timings["vacuum_analyze_derived_s"] = time.perf_counter() - began
+        for table in ("orders", *DERIVED):
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - our own table names
+            timings[f"rows_{table}"] = row[0] if row else 0
+    return timings
+
+
+def operator_reads(database_url: str) -> dict[str, float]:
+    """Median milliseconds of one reaper sweep, `orderctl stats`, `orderctl stuck` and `audit --since 24h`."""
+    from pipeline.audit import audit
+    from workers.operator.views import order_counts, stuck, throughput
+    from workers.reaper import Policy, sweep
+
+    reads: dict[str, Callable[[], object]] = {
+        "reaper sweep": lambda: sweep(database_url, Policy()),
+        "orderctl stats": lambda: (order_counts(database_url), throughput(database_url, 10)),
+        "orderctl stuck": lambda: stuck(database_url, 300.0),
+        "orderctl audit --since 24h": lambda: audit(database_url, since=datetime.now(UTC) - timedelta(days=1)),
+    }
+    return {name: _median_ms(read) for name, read in reads.items()}
+
+
+def _median_ms(read: Callable[[], object]) -> float:
+    took = []
+    for _ in range(TIMINGS):
+        began = time.perf_counter()
+        read()
+        took.append((time.perf_counter() - began) * 1000)
+    return statistics.median(took)
+
+
+def growth_rows(empty: dict[str, Any], history: dict[str, Any]) -> list[dict[str, Any]]:
+    """(measure, empty, with history, ratio) for the saga, the intake and the operator's reads."""
+    rows = []
+    for name, phase, key in (
+        ("saga orderflow orders/s", "orderflow", ("orders_per_s",)),
+        ("saga bare chain orders/s", "baseline", ("orders_per_s",)),
+        ("intake open-loop p99 ms", "intake", ("open", "p99_ms")),
+    ):
+        if empty["phases"].get(phase) and history["phases"].get(phase):
+            before, after = _median(empty["phases"][phase], key), _median(history["phases"][phase], key)
+            rows.append(_row(name, before, after))
+    for name, before in empty["operator_ms"].items():
+        rows.append(_row(f"{name}, ms", before, history["operator_ms"][name]))
+    return rows
+
+
+def _median(runs: list[dict[str, Any]], key: tuple[str, ...]) -> float | None:
+    values = []
+    for run in runs:
+        value: Any = run
+        for part in key:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, int | float):
+            values.append(float(value))
+    return statistics.median(values) if values else None
+
+
+def _row(name: str, before: float | None, after: float | None) -> dict[str, Any]:
+    ratio = after / before if before and after is not None else None
+    return {"measure": name, "empty": before, "history": after, "ratio": ratio}
