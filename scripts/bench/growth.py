@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dramatiq
 import psycopg
 
 from scripts.bench import list_data
@@ -69,11 +71,18 @@ def load_history(target: Target, orders: int) -> dict[str, Any]:
     return timings
 
 
-def operator_reads(database_url: str) -> dict[str, float]:
-    """Median milliseconds of one reaper sweep, `orderctl stats`, `orderctl stuck` and `audit --since 24h`."""
+def operator_reads(target: Target) -> dict[str, float]:
+    """Median milliseconds of one reaper sweep, `orderctl stats`, `orderctl stuck` and `audit --since 24h`.
+
+    The sweep is the reaper's own: it re-drives what it finds stalled (the intake phase's orders, which no
+    worker took), so it gets a broker on the bench's Redis, as the reaper's entry point would.
+    """
+    from models.db import dispose_engines
     from pipeline.audit import audit
     from workers.operator.views import order_counts, stuck, throughput
     from workers.reaper import Policy, sweep
+
+    database_url = target.database_url
 
     reads: dict[str, Callable[[], object]] = {
         "reaper sweep": lambda: sweep(database_url, Policy()),
@@ -81,7 +90,25 @@ def operator_reads(database_url: str) -> dict[str, float]:
         "orderctl stuck": lambda: stuck(database_url, 300.0),
         "orderctl audit --since 24h": lambda: audit(database_url, since=datetime.now(UTC) - timedelta(days=1)),
     }
-    return {name: _median_ms(read) for name, read in reads.items()}
+    with _broker_on(target.redis_url):
+        timings = {name: _median_ms(read) for name, read in reads.items()}
+    dispose_engines()  # an idle pooled connection would hold up the next phase's quiet counters
+    return timings
+
+
+@contextmanager
+def _broker_on(redis_url: str) -> Iterator[None]:
+    """Dramatiq's global broker on this Redis for the block, then the one before it (a test process has its own)."""
+    from pipeline.config import Settings
+    from workers.broker import install
+
+    previous = dramatiq.broker.global_broker
+    install(Settings(redis_url=redis_url))
+    try:
+        yield
+    finally:
+        if previous is not None:
+            dramatiq.set_broker(previous)
 
 
 def _median_ms(read: Callable[[], object]) -> float:

@@ -49,9 +49,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
         if config.history:
             from scripts.bench import growth as history
 
-            empty = {"phases": results, "operator_ms": history.operator_reads(target.database_url)}
+            empty = {"phases": results, "operator_ms": history.operator_reads(target)}
             loaded = history.load_history(target, config.history)
-            after = {"phases": phases(config, target), "operator_ms": history.operator_reads(target.database_url)}
+            after = {"phases": phases(config, target), "operator_ms": history.operator_reads(target)}
             growth = {"load": loaded, "empty": empty, "history": after, "rows": history.growth_rows(empty, after)}
         notes = target.notes
     document = report(config, results, started, notes)

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from dramatiq.brokers.redis import RedisBroker
 
 from scripts.bench.list import ListBenchConfig
 from scripts.bench.list import run as run_list
 from scripts.bench.list_phase import CASES
 from scripts.bench.run import BenchConfig, run
+from workers.broker import installed
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +136,7 @@ def test_a_tiny_list_bench_measures_every_case_on_both_tables_and_reaches_the_re
 
 
 def test_a_tiny_growth_bench_loads_the_history_and_measures_the_same_things_again_beside_the_empty_run(
-    tmp_path: Path,
+    tmp_path: Path, saga_broker: RedisBroker
 ) -> None:
     config = BenchConfig(
         orders=ORDERS,
@@ -150,6 +152,7 @@ def test_a_tiny_growth_bench_loads_the_history_and_measures_the_same_things_agai
 
     document = run(config)
 
+    assert installed() is saga_broker, "the sweep's broker on the bench's Redis is put back: later tests send to ours"
     growth = document["growth"]
     load = growth["load"]
     assert (load["rows_orders"], load["rows_idempotency_keys"], load["rows_order_events"]) == (3_000, 3_000, 18_000)
