@@ -48,9 +48,9 @@ class LocalRecorder:
 # Retention: the local stack's records of what it "sent".
 PRUNE_LOCAL_DELIVERIES = Prune(
     "local_deliveries",
+    "created_at",
     "local_delivery_ttl_s",
     text("""DELETE FROM local_deliveries WHERE id = ANY(ARRAY(
                 SELECT id FROM local_deliveries WHERE created_at < now() - make_interval(secs => :older_than_s)
                 ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED))"""),
-    text("SELECT COALESCE(extract(epoch FROM now() - min(created_at)), 0) FROM local_deliveries"),
 )

@@ -415,19 +415,19 @@ def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
 
 PRUNE_IDEMPOTENCY_KEYS = Prune(
     "idempotency_keys",
+    "created_at",
     "idempotency_key_ttl_s",
     text("""DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
                 SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(secs => :older_than_s)
                 ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED))"""),
-    text("SELECT COALESCE(extract(epoch FROM now() - min(created_at)), 0) FROM idempotency_keys"),
 )
 # An event still pending delivery to an endpoint stays; its deliveries and their attempts go with it (cascade).
 PRUNE_ORDER_EVENTS = Prune(
     "order_events",
+    "created_at",
     "order_event_ttl_s",
     text("""DELETE FROM order_events WHERE id = ANY(ARRAY(
                 SELECT e.id FROM order_events e WHERE e.created_at < now() - make_interval(secs => :older_than_s)
                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')
                 ORDER BY e.created_at LIMIT :batch FOR UPDATE SKIP LOCKED))"""),
-    text("SELECT COALESCE(extract(epoch FROM now() - min(created_at)), 0) FROM order_events"),
 )

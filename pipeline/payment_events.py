@@ -82,8 +82,8 @@ def _intent_match(intent: dict[str, Any]) -> Any:
     return _match(order_id_in(intent.get("metadata")), intent["id"])
 
 
-def _lock_payer(connection: Connection, match: Any) -> bool:
-    """Lock the order of the matched payment before its payment row is written; False if there is none.
+def _lock_payer(connection: Connection, match: Any) -> uuid.UUID | None:
+    """Lock the order of the matched payment before its payment row is written; its id, None if there is none.
 
     Every writer takes the order's row lock first, then its payment's. The charge step holds the order and
     records the provider's answer on a side connection (ledger.mark): an event that wrote the payment
@@ -91,44 +91,43 @@ def _lock_payer(connection: Connection, match: Any) -> bool:
     only sits idle, waiting for its own thread), and the order would never move again.
     """
     known = _known(connection, match)
-    if known is not None:
-        lock_order(connection, known[1])
-    return known is not None
+    if known is None:
+        return None
+    lock_order(connection, known[1])
+    return known[1]
 
 
 def intent_succeeded(connection: Connection, intent: dict[str, Any]) -> Outcome:
     """Money was taken: the ledger says so, and a cancelled order gets its refund."""
     match = _intent_match(intent)
-    if not _lock_payer(connection, match):
+    if (order_id := _lock_payer(connection, match)) is None:
         return Outcome("unknown")
     values = {"status": PaymentStatus.SUCCEEDED.value, "intent_id": intent["id"], "error": None}
     changed = ledger.write_where(connection, match, PAYMENTS.c.status != PaymentStatus.SUCCEEDED.value, **values)
     if changed is None:
-        return _unchanged(connection, match)
+        return Outcome("unchanged", order_id)  # our payment, already succeeded
     return late_charge(connection, changed) or Outcome("applied", changed)
 
 
 def intent_pending(connection: Connection, intent: dict[str, Any]) -> Outcome:
     """The provider is processing the charge: unsettled becomes pending, with the intent to look at."""
     match = _intent_match(intent)
-    if not _lock_payer(connection, match):
+    if (order_id := _lock_payer(connection, match)) is None:
         return Outcome("unknown")
     guard = PAYMENTS.c.status.in_(UNSETTLED[:2])
     changed = ledger.write_where(connection, match, guard, status=PaymentStatus.PENDING.value, intent_id=intent["id"])
-    return Outcome("applied" if changed else "unchanged", changed)
+    return Outcome("applied", changed) if changed else Outcome("unchanged", order_id)
 
 
 def intent_failed(connection: Connection, intent: dict[str, Any]) -> Outcome:
     """An unsettled payment becomes declined; a succeeded one stays succeeded (a failed try can precede success)."""
     match = _intent_match(intent)
-    if not _lock_payer(connection, match):
+    if (order_id := _lock_payer(connection, match)) is None:
         return Outcome("unknown")
     error = intent.get("last_payment_error") or {}
     reason = str(error.get("message") or intent.get("cancellation_reason") or "the payment did not succeed")[:1000]
     changed = ledger.write_where(connection, match, PAYMENTS.c.status.in_(UNSETTLED), status="declined", error=reason)
-    if changed is None:
-        return _unchanged(connection, match)
-    return Outcome("applied", changed)
+    return Outcome("applied", changed) if changed else Outcome("unchanged", order_id)
 
 
 def refund_changed(connection: Connection, refund: dict[str, Any]) -> Outcome:
@@ -280,9 +279,9 @@ def refund_kept_money(connection: Connection, limit: int = 100) -> list[uuid.UUI
 # Retention: an event id is kept long after Stripe stops redelivering it (3 days), then forgotten.
 PRUNE_STRIPE_EVENTS = Prune(
     "webhook_events",
+    "received_at",
     "stripe_event_ttl_s",
     text("""DELETE FROM webhook_events WHERE id = ANY(ARRAY(
                 SELECT id FROM webhook_events WHERE received_at < now() - make_interval(secs => :older_than_s)
                 ORDER BY received_at LIMIT :batch FOR UPDATE SKIP LOCKED))"""),
-    text("SELECT COALESCE(extract(epoch FROM now() - min(received_at)), 0) FROM webhook_events"),
 )

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import TextClause
+from sqlalchemy import TextClause, text
 
 
 @dataclass(frozen=True)
 class Prune:
-    """One table's retention: the DELETE of a batch, and the age in seconds of its oldest row (0 if empty)."""
+    """One table's retention: the DELETE of a batch, and the column whose age it goes by."""
 
     table: str
+    age_column: str
     setting: str  # the Settings field with the age after which its rows go
     delete_batch: TextClause  # parameters :older_than_s and :batch
-    oldest_age_s: TextClause
+
+    @property
+    def oldest_age_s(self) -> TextClause:
+        """The age in seconds of the table's oldest row, 0 if it is empty (one end of the age column's index)."""
+        return text(f"SELECT COALESCE(extract(epoch FROM now() - min({self.age_column})), 0) FROM {self.table}")

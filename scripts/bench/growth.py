@@ -122,6 +122,8 @@ def _median_ms(read: Callable[[], object]) -> float:
 
 def growth_rows(empty: dict[str, Any], history: dict[str, Any]) -> list[dict[str, Any]]:
     """(measure, empty, with history, ratio) for the saga, the intake and the operator's reads."""
+    from scripts.bench.report import summarize
+
     rows = []
     for name, phase, key in (
         ("saga orderflow orders/s", "orderflow", ("orders_per_s",)),
@@ -129,22 +131,19 @@ def growth_rows(empty: dict[str, Any], history: dict[str, Any]) -> list[dict[str
         ("intake open-loop p99 ms", "intake", ("open", "p99_ms")),
     ):
         if empty["phases"].get(phase) and history["phases"].get(phase):
-            before, after = _median(empty["phases"][phase], key), _median(history["phases"][phase], key)
+            before, after = (_median(summarize(run["phases"][phase]), key) for run in (empty, history))
             rows.append(_row(name, before, after))
     for name, before in empty["operator_ms"].items():
         rows.append(_row(f"{name}, ms", before, history["operator_ms"][name]))
     return rows
 
 
-def _median(runs: list[dict[str, Any]], key: tuple[str, ...]) -> float | None:
-    values = []
-    for run in runs:
-        value: Any = run
-        for part in key:
-            value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, int | float):
-            values.append(float(value))
-    return statistics.median(values) if values else None
+def _median(summary: dict[str, Any], key: tuple[str, ...]) -> float | None:
+    """The median at `key` of a `report.summarize` summary, None where there was no number."""
+    node: Any = summary
+    for part in key:
+        node = node.get(part) if isinstance(node, dict) else None
+    return float(node["median"]) if isinstance(node, dict) and "median" in node else None
 
 
 def _row(name: str, before: float | None, after: float | None) -> dict[str, Any]:

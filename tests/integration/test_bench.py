@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dramatiq.brokers.redis import RedisBroker
@@ -19,20 +20,18 @@ pytestmark = pytest.mark.slow
 ORDERS = 30
 
 
+def tiny(tmp_path: Path, **changes: Any) -> BenchConfig:
+    """30 orders, one repetition, one worker process with two threads, writing under tmp_path."""
+    return BenchConfig(
+        **{"orders": ORDERS, "processes": 1, "threads": 2, "repeat": 1, "warmup": 5}
+        | {"json_out": tmp_path / "bench.json", "log_dir": tmp_path / "logs"}
+        | changes
+    )
+
+
 def test_a_tiny_bench_ships_every_order_of_both_chains_and_writes_a_well_formed_document(tmp_path: Path) -> None:
     # Given a bench of 30 orders, one repetition, one worker process with two threads
-    config = BenchConfig(
-        orders=ORDERS,
-        processes=1,
-        threads=2,
-        repeat=1,
-        warmup=5,
-        intake_seconds=1.0,
-        intake_concurrency=2,
-        intake_rate=20.0,
-        json_out=tmp_path / "bench.json",
-        log_dir=tmp_path / "logs",
-    )
+    config = tiny(tmp_path, intake_seconds=1.0, intake_concurrency=2, intake_rate=20.0)
 
     # When it runs end to end
     returned = run(config)
@@ -138,17 +137,7 @@ def test_a_tiny_list_bench_measures_every_case_on_both_tables_and_reaches_the_re
 def test_a_tiny_growth_bench_loads_the_history_and_measures_the_same_things_again_beside_the_empty_run(
     tmp_path: Path, saga_broker: RedisBroker
 ) -> None:
-    config = BenchConfig(
-        orders=ORDERS,
-        processes=1,
-        threads=2,
-        repeat=1,
-        warmup=5,
-        history=3_000,
-        json_out=tmp_path / "bench.json",
-        log_dir=tmp_path / "logs",
-        phases=("orderflow",),
-    )
+    config = tiny(tmp_path, history=3_000, phases=("orderflow",))
 
     document = run(config)
 
