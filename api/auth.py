@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,13 +68,19 @@ def local_secret(stack_dir: Path) -> str:
     """The local stack's signing secret, created once (mode 0600) under stack_dir; for development only."""
     path = stack_dir / LOCAL_SECRET_FILE
     if not path.exists():
+        # Written whole under a name of our own, then linked into place: a process starting beside us (the API's
+        # processes all start at once) sees no file or the whole secret, never an empty one.
         stack_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first: use theirs
-            return path.read_text().strip()
+        draft = stack_dir / f".{LOCAL_SECRET_FILE}.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:  # another process linked its secret first: use theirs
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
