@@ -10,7 +10,7 @@ import redis
 import redis.asyncio
 from fastapi import FastAPI
 
-from api import events, health, orders, products, webhook_endpoints, webhooks
+from api import console, events, health, orders, products, webhook_endpoints, webhooks
 from api.auth import verification_keys
 from api.database import intake_pool
 from api.errors import install_error_handlers
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, enqueue: Callable[[str], None] 
         app.include_router(router, responses=AUTHENTICATED)
     app.include_router(webhook_endpoints.router, responses=AUTHENTICATED)  # shops' own webhooks, by bearer token
     app.include_router(health.router)
+    console.install(app, jwt_keys)  # the operator console, /console (admin or console:read sign-ins)
     events.document_webhooks(app)
     if webhooks.enabled(settings):
         app.include_router(webhooks.router)  # signed by Stripe, not by our bearer tokens

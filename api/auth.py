@@ -20,7 +20,8 @@ import jwt
 from pipeline.config import Settings
 
 ALGORITHM = "HS256"
-SCOPES = frozenset({"orders:read", "orders:write", "admin"})
+# console:read: an operator who may look at the console (every order) but not act; admin may do both.
+SCOPES = frozenset({"orders:read", "orders:write", "admin", "console:read"})
 MIN_SECRET_BYTES = 32  # RFC 7518: an HS256 key at least as long as the hash
 MAX_CLIENT_ID = 64  # the width of idempotency_keys.client_id
 LOCAL_SECRET_FILE = "jwt-secret"
@@ -116,10 +117,15 @@ def mint_for(settings: Settings, client_id: str, scopes: list[str], ttl_s: int =
 
 def authenticate(token: str, keys: list[str], audience: str | None = None, issuer: str | None = None) -> Client:
     """The client a token names, if any key verifies its signature, it has not expired, and its aud/iss match."""
+    return verify(token, keys, audience, issuer)[0]
+
+
+def verify(token: str, keys: list[str], audience: str | None = None, issuer: str | None = None) -> tuple[Client, float]:
+    """`authenticate`, with the moment the token expires (epoch seconds): a console sign-in lasts no longer."""
     client, expires_at = _verified_client(token, tuple(keys), audience, issuer)
     if expires_at <= time.time():  # PyJWT's own test (no leeway), for tokens verified while still valid
         raise InvalidToken("the token has expired", "expired")
-    return client
+    return client, expires_at
 
 
 @lru_cache(maxsize=VERIFIED_TOKENS)

@@ -66,6 +66,21 @@ class ApiMetrics:
             registry=self.registry,
         )
 
+        self.console_sign_ins = Counter(
+            "orderflow_console_sign_ins_total",
+            "Console sign-ins, by outcome: signed_in, or refused (a bad token, or one without admin/console:read).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.console_actions = Counter(
+            "orderflow_console_actions_total",
+            "Operator actions confirmed in the console, per order or dead letter: done, or refused by the saga.",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("signed_in", "refused"):
+            self.console_sign_ins.labels(outcome)
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)

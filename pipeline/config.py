@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     stripe_event_ttl_s: float = 2592000.0
     order_event_ttl_s: float = 2592000.0
     local_delivery_ttl_s: float = 2592000.0
+    # The operator console (/console): how long a sign-in lasts (at most as long as the token signed in with), and
+    # whether its cookie is Secure (sent over HTTPS only). Set it behind TLS; it is always Secure on an https URL.
+    console_session_ttl_s: int = Field(default=28800, ge=60)
+    console_secure_cookie: bool = False
 
     @field_validator(
         "database_url",

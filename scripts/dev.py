@@ -26,6 +26,8 @@ COMMANDS = {
     "serve": ["orderctl", "serve"],
     "test": ["python", "-m", "pytest"],
 }
+BROWSER_PACKAGES = ["chromium", "chromium-driver"]
+BROWSER_TOOLS = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
 # Each runs in turn from the venv; the first that fails ends the lint with its exit code.
 LINTERS = [
     ["ruff", "check", "."],
@@ -60,12 +62,28 @@ def main() -> None:
     except subprocess.CalledProcessError as error:
         sys.exit(f"error: installing the dependencies failed (exit {error.returncode}); see pip's output above")
     os.chdir(ROOT)
+    if sys.argv[1] == "test":
+        ensure_browser()
     if sys.argv[1] == "lint":
         lint(bin_dir)
     program, *args = COMMANDS[sys.argv[1]]
     # argv[0] must be the full path: Python finds its venv from it.
     executable = str(bin_dir / program)
     os.execv(executable, [executable, *args, *sys.argv[2:]])
+
+
+def ensure_browser() -> None:
+    """The console's browser tests drive Debian's headless Chromium: install it when missing and we can (root
+    with apt-get, as on a fresh CI machine); otherwise those tests fail and say how to install it."""
+    if all(Path(tool).exists() for tool in BROWSER_TOOLS):
+        return
+    if os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists():
+        print("warning: no /usr/bin/chromium and chromedriver; the browser tests will fail", file=sys.stderr)
+        return
+    print("installing chromium and chromium-driver (Debian) for the console's browser tests ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *BROWSER_PACKAGES]):
+        subprocess.run(command, check=False, env=env, stdout=subprocess.DEVNULL)
 
 
 def lint(bin_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 
 def random_suffix() -> str:
@@ -78,3 +79,29 @@ def make_order(
         session.add(order)
         session.flush()
         return order.id
+
+
+def execute(db_url: str, sql: str, **params: Any) -> None:
+    """Run one statement on the test database and commit it."""
+    from sqlalchemy import text
+
+    from models.db import engine_for
+
+    with engine_for(db_url).begin() as connection:
+        connection.execute(text(sql), params)
+
+
+def stalled(db_url: str, status: str = "pending", step: str | None = "reserve_stock") -> uuid.UUID:
+    """An order in `status` whose lease ran out a minute ago (its worker died, its message was lost)."""
+    order_id = make_order(db_url, [(make_product(db_url), 1)])
+    execute(
+        db_url,
+        "UPDATE orders SET status = :status, current_step = :step, lease_expires_at = now() - interval '1 minute',"
+        " deliveries = 3, cancel_reason = :reason, last_error = :error WHERE id = :id",
+        id=order_id,
+        status=status,
+        step=step,
+        reason="PAYMENT_DECLINED" if status in ("needs_attention", "cancelled") else None,
+        error=f"{step}: TRANSIENT_ERROR: provider down" if status == "needs_attention" else None,
+    )
+    return order_id

@@ -53,9 +53,11 @@ def since(value: str) -> datetime:
 
 
 def note(reason: str) -> str:
-    """Who did it and why, for the order's timeline."""
+    """Who did it (the login name) and why, for the order's timeline."""
+    from workers.operator.actions import note as timeline_note
+
     try:
         operator = getpass.getuser()
     except (OSError, KeyError):  # no login name in a bare container
         operator = "unknown"
-    return f"operator={operator} reason={reason!r}"
+    return timeline_note(operator, reason)

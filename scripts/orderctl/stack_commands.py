@@ -87,7 +87,8 @@ def serve(
 def token(
     client: Annotated[str, typer.Option("--client", help="The client id (the token's `sub`), e.g. shop-1.")],
     scope: Annotated[
-        list[str] | None, typer.Option("--scope", help="At least one, repeatable: orders:read, orders:write, admin.")
+        list[str] | None,
+        typer.Option("--scope", help="At least one, repeatable: orders:read, orders:write, admin, console:read."),
     ] = None,
     ttl: Annotated[int, typer.Option("--ttl", min=1, help="Seconds until the token expires.")] = 3600,
 ) -> None:

@@ -22,7 +22,7 @@ from models.orders import Order, OrderLine
 from scripts.devstack.localstack import free_port
 from scripts.fake_stripe import FakeStripeServer
 from scripts.orderctl import CliError, app
-from tests.factories import GOOD_ADDRESS, make_order, make_product
+from tests.factories import GOOD_ADDRESS, execute, make_order, make_product, stalled
 from tests.saga_helpers import queued, stock, succeeded_charges, timeline, wait_until_terminal
 from workers.enqueue import send, start_saga
 from workers.operator.dead_letters import dead_letters
@@ -48,31 +48,10 @@ def orderctl_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, capture_output=True, text=True, env=os.environ | env, timeout=60)
 
 
-def execute(db_url: str, sql: str, **params: Any) -> None:
-    with engine_for(db_url).begin() as connection:
-        connection.execute(text(sql), params)
-
-
 def order_row(db_url: str, order_id: uuid.UUID) -> dict[str, Any]:
     with engine_for(db_url).connect() as connection:
         sql = "SELECT status, current_step, deliveries, lease_expires_at > now() AS leased FROM orders WHERE id = :id"
         return dict(connection.execute(text(sql), {"id": order_id}).one()._mapping)
-
-
-def stalled(db_url: str, status: str = "pending", step: str | None = "reserve_stock") -> uuid.UUID:
-    """An order in `status` whose lease ran out a minute ago (its worker died, its message was lost)."""
-    order_id = make_order(db_url, [(make_product(db_url), 1)])
-    execute(
-        db_url,
-        "UPDATE orders SET status = :status, current_step = :step, lease_expires_at = now() - interval '1 minute',"
-        " deliveries = 3, cancel_reason = :reason, last_error = :error WHERE id = :id",
-        id=order_id,
-        status=status,
-        step=step,
-        reason="PAYMENT_DECLINED" if status in ("needs_attention", "cancelled") else None,
-        error=f"{step}: TRANSIENT_ERROR: provider down" if status == "needs_attention" else None,
-    )
-    return order_id
 
 
 def shipped(db_url: str) -> uuid.UUID:

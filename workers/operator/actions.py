@@ -40,6 +40,11 @@ class Change:
     message_id: str | None = None
 
 
+def note(operator: str, reason: str) -> str:
+    """Who did it and why, as each operator entry of a timeline says it (the CLI and the console alike)."""
+    return f"operator={operator} reason={reason!r}"
+
+
 def retry(database_url: str, order_id: uuid.UUID, *, dry_run: bool, note: str, action: str = "retry") -> Change:
     """Re-send the order's due actor from its recorded state, with a fresh lease; a parked order re-runs its undo."""
     started = datetime.now(UTC)

@@ -13,8 +13,8 @@ from sqlalchemy import func, select, text
 
 from models.db import engine_for, unit_of_work
 from models.orders import Order
-from models.payments import Payment
-from models.saga import SagaStep
+from models.payments import Payment, Refund
+from models.saga import SagaStep, Shipment
 from models.status import TERMINAL_SQL, TERMINAL_VALUES, OrderStatus
 from pipeline import order_events, saga
 
@@ -27,7 +27,7 @@ def missing(database_url: str, order_ids: list[uuid.UUID]) -> list[uuid.UUID]:
 
 
 def order_story(database_url: str, order_id: uuid.UUID) -> dict[str, Any] | None:
-    """The order, its lines, its payment and its timeline as plain data (None for an unknown id)."""
+    """The order, its lines, payment, refunds, shipment, timeline and events as plain data (None: no such order)."""
     with unit_of_work(database_url) as session:
         order = session.get(Order, order_id)
         if order is None:
@@ -36,12 +36,36 @@ def order_story(database_url: str, order_id: uuid.UUID) -> dict[str, Any] | None
         steps = session.scalars(
             select(SagaStep).where(SagaStep.order_id == order_id).order_by(SagaStep.started_at, SagaStep.finished_at)
         ).all()
+        refunds = (
+            session.scalars(select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.created_at)).all()
+            if payment
+            else []
+        )
+        shipment = session.scalars(select(Shipment).where(Shipment.order_id == order_id)).one_or_none()
+        events = session.execute(EVENTS_OF, {"order_id": order_id}).mappings().all()
         return {
             "order": _plain(order, exclude={"lines"}),
             "lines": [_plain(line, exclude={"order", "order_id"}) for line in order.lines],
             "payment": _plain(payment) if payment else None,
+            "refunds": [_plain(refund, exclude={"payment_id"}) for refund in refunds],
+            "shipment": _plain(shipment, exclude={"order_id"}) if shipment else None,
             "timeline": [_plain(step, exclude={"order_id"}) for step in steps],
+            "events": [{key: _json_value(value) for key, value in event.items()} for event in events],
         }
+
+
+# What the shop heard: each event of the order, and how far its deliveries got (one per endpoint).
+EVENTS_OF = text("""
+    SELECT e.id, e.sequence, e.type, e.created_at,
+           count(d.id) AS deliveries,
+           count(d.id) FILTER (WHERE d.status = 'delivered') AS delivered,
+           count(d.id) FILTER (WHERE d.status = 'pending') AS pending,
+           COALESCE(sum(d.attempts), 0) AS attempts,
+           max(d.last_error) AS last_error
+    FROM order_events e LEFT JOIN webhook_deliveries d ON d.event_id = e.id
+    WHERE e.order_id = :order_id
+    GROUP BY e.id ORDER BY e.sequence
+""")
 
 
 STUCK = text(f"""
@@ -77,6 +101,30 @@ def stuck(database_url: str, older_than_s: float, limit: int = 200) -> dict[str,
         "stuck": [row for row in rows if row["status"] != OrderStatus.NEEDS_ATTENTION],
         "needs_attention": [row for row in rows if row["status"] == OrderStatus.NEEDS_ATTENTION],
     }
+
+
+LIVE_COUNTS = text(f"SELECT status, count(*) FROM orders WHERE status NOT IN {TERMINAL_SQL} GROUP BY status")
+
+
+def live_counts(database_url: str) -> dict[str, int]:
+    """Orders per live (not terminal) status, every one listed: read through the live-orders index, so it costs
+    what the orders in flight cost, not what the history holds."""
+    with engine_for(database_url).connect() as connection:
+        counts: dict[str, int] = dict(connection.execute(LIVE_COUNTS).all())
+    return {status.value: counts.get(status.value, 0) for status in OrderStatus if status.value not in TERMINAL_VALUES}
+
+
+FAILING_ENDPOINTS = text("""
+    SELECT id, client_id, url, enabled, disabled_reason, failing_since FROM webhook_endpoints
+    WHERE failing_since IS NOT NULL OR NOT enabled ORDER BY failing_since NULLS LAST, created_at
+""")
+
+
+def failing_endpoints(database_url: str) -> list[dict[str, Any]]:
+    """Shops' webhook endpoints that fail (since when) or were disabled (and why)."""
+    with engine_for(database_url).connect() as connection:
+        rows = connection.execute(FAILING_ENDPOINTS).mappings().all()
+    return [{key: _json_value(value) for key, value in row.items()} for row in rows]
 
 
 def order_counts(database_url: str) -> dict[str, int]:
