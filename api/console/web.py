@@ -85,7 +85,11 @@ def render(request: Request, name: str, operator: Operator | None, status: int =
 
 async def sign_in_required(request: Request, exc: Exception) -> Response:
     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"{PREFIX}/sign-in?next={quote(back)}", status_code=303)
+    sign_in = f"{PREFIX}/sign-in?next={quote(back)}"
+    if request.headers.get("HX-Request"):
+        # The overview's own refresh: have htmx load the sign-in page, not swap it into the overview.
+        return Response(status_code=204, headers={"HX-Redirect": sign_in})
+    return RedirectResponse(sign_in, status_code=303)
 
 
 async def refused(request: Request, exc: Exception) -> Response:

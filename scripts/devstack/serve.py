@@ -58,6 +58,7 @@ def show(ports: Ports, log_path: Path, extra_lines: list[str]) -> None:
     lines = [
         f"API          {api}",
         f"API docs     {api}/docs",
+        f"console      {api}/console (sign in with the admin token)",
         f"admin token  {mint_for(settings, 'local-admin', ['admin'], TOKEN_TTL_S)}",
         f"shop token   {mint_for(settings, 'local-shop', ['orders:write', 'orders:read'], TOKEN_TTL_S)}",
         f"             (valid {TOKEN_TTL_S // 3600} h; `orderctl token --client ID --scope S` mints more)",

@@ -97,7 +97,7 @@ def console(db_url: str, servers: Servers, redis_client: redis.Redis) -> Iterato
 
 def sign_in(driver: WebDriver, base: str, *scopes: str, name: str = "ops-alice", shot: Path | None = None) -> None:
     """Sign in on the sign-in page (the one the browser was sent to, if it was)."""
-    if "/console/sign-in" not in driver.current_url:
+    if not driver.current_url.startswith(f"{base}/console/sign-in"):  # this test's server, not a previous one
         driver.delete_all_cookies()
         driver.get(f"{base}/console/sign-in")
     driver.find_element(By.ID, "token").send_keys(token(*scopes, client=name))
@@ -150,6 +150,8 @@ def test_sign_in_shows_the_overview_which_refreshes_itself(
     make_order(db_url, [(make_product(db_url), 1)])
     wait_for(browser, lambda d: d.find_element(By.ID, "live-pending").text == "2", seconds=12)  # no reload: htmx
     worker.resume()
+    browser.delete_cookie("orderflow_console")  # the session ends: the next refresh goes to the sign-in page
+    wait_for(browser, lambda d: "/console/sign-in" in d.current_url, seconds=12)
 
 
 def test_filter_the_orders_open_one_and_read_its_timeline_payment_and_events(

@@ -52,6 +52,9 @@ def test_a_page_without_a_session_sends_the_browser_to_sign_in_and_an_action_run
     assert page.headers["location"] == "/console/sign-in?next=/console/orders%3Fstatus%3Dreserved"
     assert action.status_code == 303
     assert all_queued(redis_client) == [] and timeline(db_url, order_id) == []
+    # The overview's htmx refresh after the session ended: htmx is told to load the sign-in page itself.
+    refresh = console.get("/console", headers={"HX-Request": "true"}, follow_redirects=False)
+    assert (refresh.status_code, refresh.headers["HX-Redirect"]) == (204, "/console/sign-in?next=/console")
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,9 @@ def test_serve_stays_up_an_order_placed_with_its_token_ships_and_ctrl_c_stops_ev
         mailbox = re.search(r"what it received: (\S+)", printed)
         assert mailbox, printed
         received = httpx.get(mailbox[1], params={"to": "shopper@example.com"}).json()["messages"]
+        with httpx.Client(base_url=api) as browser:  # the operator console, signed in with the printed token
+            browser.post("/console/sign-in", data={"token": admin["Authorization"].removeprefix("Bearer ")})
+            story = browser.get(f"/console/orders/{order.json()['id']}")
 
         os.killpg(process.pid, signal.SIGINT)
         returncode = process.wait(timeout=50)
@@ -121,6 +124,8 @@ def test_serve_stays_up_an_order_placed_with_its_token_ships_and_ctrl_c_stops_ev
 
     assert returncode == 0, goodbye
     assert f"API docs     {api}/docs" in printed
+    assert f"console      {api}/console (sign in with the admin token)" in printed
+    assert story.status_code == 200 and 'id="order-status">shipped<' in story.text
     assert f"{api}/v1/webhooks/stripe" in printed and ports.metrics_line() in printed
     mail_log = stack_dir / "mail_sink.log"
     assert f"SMTP sink at 127.0.0.1:{smtp_port}" in printed and str(mail_log) in printed
