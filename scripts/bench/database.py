@@ -67,11 +67,21 @@ def bench_target(config: BenchConfig) -> Iterator[Target]:
         yield Target(database_url, redis_url, [row[0] for row in products], config.log_dir)
 
 
+# The clients the phases place orders as: the chains' and the intake load's (a history's are shop-NNN).
+LOAD_CLIENT = "load"
+BENCH_CLIENTS = ("bench", LOAD_CLIENT)
+
+
 def fresh_orders(target: Target, warmup: int, orders: int, tag: str) -> tuple[list[str], list[str]]:
-    """Empty the order tables, then write warm-up and measured orders as intake would (pending, leased)."""
+    """Remove the previous phase's orders, then write warm-up and measured ones as intake would (pending, leased).
+
+    Only the bench's own orders go (by client id, with what hangs off them by cascade): a loaded history
+    (`--history`) stays, as the phases after it are measured beside it.
+    """
     warm_ids, ids = [str(uuid.uuid4()) for _ in range(warmup)], [str(uuid.uuid4()) for _ in range(orders)]
     with psycopg.connect(target.libpq()) as conn:
-        conn.execute("TRUNCATE orders, local_deliveries CASCADE")
+        conn.execute("DELETE FROM orders WHERE client_id = ANY(%s)", [list(BENCH_CLIENTS)])
+        conn.execute("TRUNCATE local_deliveries")
         for user, batch in ((f"bench-warm-{tag}", warm_ids), (f"bench-{tag}", ids)):
             products = [target.product_ids[n % len(target.product_ids)] for n in range(len(batch))]
             params = {"ids": batch, "user": user, "price": PRICE_CENTS, "address": Jsonb(ADDRESS), "products": products}

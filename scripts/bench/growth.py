@@ -4,7 +4,7 @@ The history is N terminal orders across 100 clients over 12 months with their li
 list bench's loader, scripts/bench/list_data.py), and for each order what the saga would have left: its payment,
 its timeline (five steps), its idempotency key and its events (six, with small payloads), derived in Postgres
 from the copied orders. Then the chosen phases run again on that database, and the operator's reads are timed
-on both: one reaper sweep, `orderctl stats`, `orderctl stuck` and `orderctl audit --since 24h`.
+on both: one reaper sweep, `orderctl stats`, `orderctl stuck`, `orderctl audit --since 24h`, the console's pages.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import dramatiq
 import psycopg
 
 from scripts.bench import list_data
+from scripts.bench.console_pages import page_p99_ms
 from scripts.bench.database import Target
 
 CLIENTS = 100
@@ -72,7 +73,8 @@ def load_history(target: Target, orders: int) -> dict[str, Any]:
 
 
 def operator_reads(target: Target) -> dict[str, float]:
-    """Median milliseconds of one reaper sweep, `orderctl stats`, `orderctl stuck` and `audit --since 24h`.
+    """Median milliseconds of one reaper sweep, `orderctl stats`, `orderctl stuck` and `audit --since 24h`, and
+    the p99 of each console page (scripts/bench/console_pages.py).
 
     The sweep is the reaper's own: it re-drives what it finds stalled (the intake phase's orders, which no
     worker took), so it gets a broker on the bench's Redis, as the reaper's entry point would.
@@ -92,8 +94,16 @@ def operator_reads(target: Target) -> dict[str, float]:
     }
     with _broker_on(target.redis_url):
         timings = {name: _median_ms(read) for name, read in reads.items()}
+        timings |= page_p99_ms(target)  # the console's app installs its broker too: inside the block
     dispose_engines()  # an idle pooled connection would hold up the next phase's quiet counters
     return timings
+
+
+def order_count(target: Target) -> int:
+    """How many orders the database holds (the history, and the last phase's orders)."""
+    with psycopg.connect(target.libpq()) as conn:
+        row = conn.execute("SELECT count(*) FROM orders").fetchone()
+    return int(row[0]) if row else 0
 
 
 @contextmanager
@@ -133,8 +143,9 @@ def growth_rows(empty: dict[str, Any], history: dict[str, Any]) -> list[dict[str
         if empty["phases"].get(phase) and history["phases"].get(phase):
             before, after = (_median(summarize(run["phases"][phase]), key) for run in (empty, history))
             rows.append(_row(name, before, after))
-    for name, before in empty["operator_ms"].items():
-        rows.append(_row(f"{name}, ms", before, history["operator_ms"][name]))
+    # A read may exist on one side only (the console's 1,000th page needs the history's orders).
+    for name in {**empty["operator_ms"], **history["operator_ms"]}:
+        rows.append(_row(f"{name}, ms", empty["operator_ms"].get(name), history["operator_ms"].get(name)))
     return rows
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import text
 
 from models.db import engine_for
 from pipeline.config import get_settings
+from scripts.bench.database import LOAD_CLIENT
 from scripts.devstack import localstack
 from scripts.devstack.processes import SOURCE_ROOT
 
@@ -187,7 +188,7 @@ def order_poster(secret: str, product: uuid.UUID) -> Request:
     """POST /v1/orders with a fresh Idempotency-Key per request (every request writes an order)."""
     from api.auth import mint_token
 
-    headers = {"Authorization": f"Bearer {mint_token(secret, 'load', ['orders:write'], 3600)}"}
+    headers = {"Authorization": f"Bearer {mint_token(secret, LOAD_CLIENT, ['orders:write'], 3600)}"}
     order = {
         "userId": "load",
         "items": [{"productId": str(product), "quantity": 1, "price": 1250}],

@@ -52,6 +52,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             empty = {"phases": results, "operator_ms": history.operator_reads(target)}
             loaded = history.load_history(target, config.history)
             after = {"phases": phases(config, target), "operator_ms": history.operator_reads(target)}
+            after["orders_at_reads"] = history.order_count(target)
             growth = {"load": loaded, "empty": empty, "history": after, "rows": history.growth_rows(empty, after)}
         notes = target.notes
     document = report(config, results, started, notes)

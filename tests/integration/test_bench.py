@@ -146,6 +146,8 @@ def test_a_tiny_growth_bench_loads_the_history_and_measures_the_same_things_agai
     load = growth["load"]
     assert (load["rows_orders"], load["rows_idempotency_keys"], load["rows_order_events"]) == (3_000, 3_000, 18_000)
     assert load["rows_saga_steps"] == 5 * 3_000 and 0 < load["rows_payments"] < 3_000  # none for cancelled ones
+    # The phases run beside the history, never over it: the reads after them still see every loaded order.
+    assert growth["history"]["orders_at_reads"] >= 3_000 + ORDERS
     [after] = growth["history"]["phases"]["orderflow"]
     assert (after["orders"], after["shipped"]) == (ORDERS, ORDERS), "the saga ran again on the loaded database"
     measures = {row["measure"]: row for row in growth["rows"]}
@@ -155,5 +157,10 @@ def test_a_tiny_growth_bench_loads_the_history_and_measures_the_same_things_agai
         "orderctl stats, ms",
         "orderctl stuck, ms",
         "orderctl audit --since 24h, ms",
+        "console overview p99, ms",
+        "console orders p99, ms",
+        "console stuck p99, ms",
+        "console orders of one client, cancelled p99, ms",
+        "console one order p99, ms",
     }
     assert all(row["empty"] > 0 and row["history"] > 0 and row["ratio"] > 0 for row in measures.values())
