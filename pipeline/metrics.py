@@ -64,7 +64,10 @@ RESERVATIONS_EXPIRED = Counter(
     "orderflow_reservations_expired_total", "Orders cancelled because their stock was held past the TTL."
 )
 ORDERS_IN_STATE = Gauge(
-    "orderflow_orders", "Orders by status at the last sweep.", ["status"], multiprocess_mode="livemax"
+    "orderflow_orders",
+    "Orders by open status (live, or needs_attention) at the last count; shipped and cancelled: orders_finished_total.",
+    ["status"],
+    multiprocess_mode="livemax",
 )
 
 # Shops' webhooks: the delivery actor counts attempts (worker processes); the reaper's pass sets the gauges.

@@ -32,19 +32,18 @@ MAX_FILTER_CHARS = 100
 
 @router.get("")
 def overview(request: Request, operator: SignedIn) -> Response:
-    """Orders per live state, terminal orders per minute, queues, stuck and parked orders, failing endpoints."""
+    """Orders per open state, terminal orders per minute, queues, stuck and parked orders, failing endpoints."""
     database_url = request.app.state.database_url
     per_minute = views.throughput(database_url, CHART_MINUTES)
     bars, tallest = stacked_bars(per_minute, TERMINAL_VALUES)
     found = views.stuck(database_url, STUCK_AFTER_S, STUCK_ROWS)
     context: dict[str, Any] = {
-        "live": views.live_counts(database_url),
+        "open": views.open_counts(database_url),
         "finished": {status: sum(row[status] for row in per_minute) for status in TERMINAL_VALUES},
         "bars": bars,
         "tallest": tallest,
         "chart": {"width": WIDTH, "height": HEIGHT, "minutes": CHART_MINUTES},
         "stuck": len(found["stuck"]),
-        "needs_attention": len(found["needs_attention"]),
         "capped": STUCK_ROWS,
         "endpoints": views.failing_endpoints(database_url),
     }

@@ -81,14 +81,14 @@ def operator_reads(target: Target) -> dict[str, float]:
     """
     from models.db import dispose_engines
     from pipeline.audit import audit
-    from workers.operator.views import order_counts, stuck, throughput
+    from workers.operator.views import open_counts, stuck, throughput
     from workers.reaper import Policy, sweep
 
     database_url = target.database_url
 
     reads: dict[str, Callable[[], object]] = {
         "reaper sweep": lambda: sweep(database_url, Policy()),
-        "orderctl stats": lambda: (order_counts(database_url), throughput(database_url, 10)),
+        "orderctl stats": lambda: (open_counts(database_url), throughput(database_url, 10)),
         "orderctl stuck": lambda: stuck(database_url, 300.0),
         "orderctl audit --since 24h": lambda: audit(database_url, since=datetime.now(UTC) - timedelta(days=1)),
     }

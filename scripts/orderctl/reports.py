@@ -28,20 +28,24 @@ def stats(
     minutes: Annotated[int, typer.Option(min=1, max=1440, help="Throughput over this many minutes.")] = 10,
     as_json: AsJson = False,
 ) -> None:
-    """Orders per state, queue depths, and orders reaching a terminal state per minute."""
+    """Orders per open state (live, or needs_attention), queue depths, and orders reaching a terminal state per minute.
+
+    Shipped and cancelled orders only accumulate, so they are shown as a rate, never counted whole.
+    """
     servers = connect()
     from models.status import TERMINAL_VALUES
     from workers.backlog import backlog
-    from workers.operator.views import order_counts, throughput
+    from workers.operator.views import open_counts, throughput
 
     with redis.Redis.from_url(servers.redis_url) as client:
         queues = {name: asdict(depth) for name, depth in backlog(client).items()}
-    counts, per_minute = order_counts(servers.database_url), throughput(servers.database_url, minutes)
+    counts, per_minute = open_counts(servers.database_url), throughput(servers.database_url, minutes)
     finished = sum(row[status] for row in per_minute for status in TERMINAL_VALUES)
     rate = {"minutes": minutes, "terminal_per_minute": round(finished / minutes, 2), "per_minute": per_minute}
     if as_json:
         return emit_json({"orders": counts, "queues": queues, "throughput": rate})
-    console.print(table("orders", [{"status": k, "orders": v} for k, v in counts.items()], ["status", "orders"]))
+    rows = [{"status": k, "orders": v} for k, v in counts.items()]
+    console.print(table("orders not finished", rows, ["status", "orders"]))
     columns = ["queue", "ready", "delayed", "in_flight", "dead", "oldest_age_s"]
     console.print(table("queues", list(queues.values()), columns))
     title = f"reaching a terminal state per minute (avg {rate['terminal_per_minute']}/min over {minutes} min)"
