@@ -126,7 +126,7 @@ _RECORD_REFUND = text("""
     WHERE (CASE excluded.status WHEN 'succeeded' THEN 1 WHEN 'failed' THEN 2 WHEN 'canceled' THEN 2 ELSE 0 END)
        >= (CASE refunds.status WHEN 'succeeded' THEN 1 WHEN 'failed' THEN 2 WHEN 'canceled' THEN 2 ELSE 0 END)""")
 _RECOUNT = text("""
-    UPDATE payments SET refunded_cents = least(amount_cents, (
+    UPDATE payments SET updated_at = now(), refunded_cents = least(amount_cents, (
         SELECT coalesce(sum(amount_cents), 0) FROM refunds WHERE payment_id = :payment_id AND status = 'succeeded'))
     WHERE id = :payment_id""")
 _HELD_BACK = select(REFUNDS.c.status, REFUNDS.c.amount_cents, REFUNDS.c.origin).where(

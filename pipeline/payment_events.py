@@ -256,21 +256,30 @@ def apply(connection: Connection, event_type: str, data: dict[str, Any]) -> Outc
     return handler(connection, data) if handler else Outcome("ignored")
 
 
+# Money is kept only after a change to a payment (it settled succeeded after the cancel) or to a refund (it
+# failed): the net reads the payments touched within the lookback (ix_payments_updated, ix_refunds_updated),
+# not every cancelled order ever (320 ms at a million orders, every 8th reaper sweep). Anything older is
+# `orderctl audit`'s "cancelled order kept money".
 _KEPT_MONEY = text("""
-    SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
-    WHERE o.status = 'cancelled' AND p.status = 'succeeded' AND p.dispute_status IS DISTINCT FROM 'lost'
+    SELECT o.id FROM payments p JOIN orders o ON o.id = p.order_id
+    -- The touched ids as one array, looked up by key (a join let the planner read every payment).
+    WHERE p.id = ANY(ARRAY(
+            SELECT id FROM payments WHERE updated_at > now() - make_interval(secs => :lookback_s)
+            UNION SELECT payment_id FROM refunds WHERE updated_at > now() - make_interval(secs => :lookback_s)))
+      AND o.status = 'cancelled' AND p.status = 'succeeded' AND p.dispute_status IS DISTINCT FROM 'lost'
       AND p.amount_cents > (SELECT coalesce(sum(r.amount_cents), 0) FROM refunds r
                             WHERE r.payment_id = p.id AND r.status IN ('succeeded', 'pending', 'requires_action'))
     ORDER BY o.updated_at LIMIT :limit FOR UPDATE OF o SKIP LOCKED""")
 
 
-def refund_kept_money(connection: Connection, limit: int = 100) -> list[uuid.UUID]:
-    """Re-open cancelled orders whose charge the ledger shows unrefunded (a late success whose event was lost).
+def refund_kept_money(connection: Connection, lookback_s: float, limit: int = 100) -> list[uuid.UUID]:
+    """Re-open cancelled orders whose charge the ledger shows unrefunded (a late success whose event was lost),
+    among the payments changed in the last `lookback_s`.
 
     Returns the orders whose `refund_payment` the caller sends once the transaction has committed.
     """
     reopened = []
-    for order_id in connection.scalars(_KEPT_MONEY, {"limit": limit}).all():
+    for order_id in connection.scalars(_KEPT_MONEY, {"lookback_s": lookback_s, "limit": limit}).all():
         if late_charge(connection, order_id) is not None:
             reopened.append(order_id)
     return reopened

@@ -152,10 +152,11 @@ def _queue_ages() -> dict[str, float]:
         return {}
 
 
-def refund_late_charges(database_url: str) -> list[uuid.UUID]:
+def refund_late_charges(database_url: str, lookback_s: float | None = None) -> list[uuid.UUID]:
     """Cancelled orders holding money (a late success whose webhook never came): run their refund again."""
+    lookback_s = get_settings().kept_money_lookback_s if lookback_s is None else lookback_s
     with transaction(database_url) as connection:
-        reopened = refund_kept_money(connection)
+        reopened = refund_kept_money(connection, lookback_s)
     for order_id in reopened:
         send("refund_payment", order_id)
         log.error("reaper.late_charge", order_id=str(order_id))

@@ -227,6 +227,40 @@ def test_the_reaper_refunds_a_cancelled_order_whose_late_success_event_was_lost(
     assert kept(stripe, order_id) == 0
 
 
+def test_the_reapers_net_reads_the_payments_and_refunds_changed_lately_and_audit_reports_older_kept_money(
+    stack: Stack,
+) -> None:
+    db_url, stripe, carrier = stack
+    order_id, _ = paid_order(stack)
+    with engine_for(db_url).begin() as connection:  # cancelled, the money kept, and nothing changed for 8 days
+        connection.execute(
+            text(
+                "UPDATE orders SET status = 'cancelled', cancel_reason = 'OUT_OF_STOCK', current_step = NULL "
+                "WHERE id = :o"
+            ),
+            {"o": order_id},
+        )
+        connection.execute(
+            text("UPDATE payments SET updated_at = now() - interval '8 days' WHERE order_id = :o"), {"o": order_id}
+        )
+
+    assert refund_late_charges(db_url, lookback_s=7 * 86400) == []
+    assert violations_only(audit(db_url))["cancelled order kept money"] == [str(order_id)]
+    with engine_for(db_url).begin() as connection:  # then a refund of it fails: a change the net reads
+        connection.execute(
+            text(
+                "INSERT INTO refunds (payment_id, provider_refund_id, amount_cents, status, origin) "
+                "SELECT id, 're_failed_' || md5(random()::text), amount_cents, 'failed', 'saga' FROM payments "
+                "WHERE order_id = :o"
+            ),
+            {"o": order_id},
+        )
+
+    assert refund_late_charges(db_url, lookback_s=7 * 86400) == [order_id]
+    run_undos(order_id, adapters_for(db_url, stripe.url, carrier.url))
+    assert order_row(db_url, order_id)["status"] == "needs_attention"  # a failed refund is a person's to finish
+
+
 def test_a_full_refund_from_the_dashboard_before_shipping_cancels_the_order_without_a_second_refund(
     stack: Stack, hook: TestClient
 ) -> None:
