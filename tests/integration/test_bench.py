@@ -154,6 +154,7 @@ def test_a_tiny_growth_bench_loads_the_history_and_measures_the_same_things_agai
     assert set(measures) == {
         "saga orderflow orders/s",
         "reaper sweep, ms",
+        "reaper counts and kept-money net, ms",
         "orderctl stats, ms",
         "orderctl stuck, ms",
         "orderctl audit --since 24h, ms",
