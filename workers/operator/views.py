@@ -151,13 +151,18 @@ def failing_endpoints(database_url: str) -> list[dict[str, Any]]:
     return [{key: _json_value(value) for key, value in row.items()} for row in rows]
 
 
+# The window's events first, by one range of ix_order_events_created, then bucketed: joined minute by minute
+# instead, the planner read every event ever (1.4 s at six million).
 THROUGHPUT = text("""
-    SELECT m.minute, e.type, count(e.id) AS n
+    WITH recent AS (
+        SELECT date_trunc('minute', created_at) AS minute, type FROM order_events
+        WHERE created_at >= date_trunc('minute', now()) - make_interval(mins => :minutes - 1)
+          AND type = ANY(:terminal))
+    SELECT m.minute, r.type, count(r.type) AS n
     FROM generate_series(date_trunc('minute', now()) - make_interval(mins => :minutes - 1),
                          date_trunc('minute', now()), interval '1 minute') AS m(minute)
-    LEFT JOIN order_events e ON e.created_at >= m.minute AND e.created_at < m.minute + interval '1 minute'
-                            AND e.type = ANY(:terminal)
-    GROUP BY m.minute, e.type ORDER BY m.minute
+    LEFT JOIN recent r ON r.minute = m.minute
+    GROUP BY m.minute, r.type ORDER BY m.minute
 """)
 
 
