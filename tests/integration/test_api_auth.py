@@ -285,7 +285,7 @@ def test_orderctl_token_without_a_scope_exits_1_with_one_line_and_no_token(serve
 
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "error: a token needs at least one --scope (admin, orders:read, orders:write)"
+        "error: a token needs at least one --scope (admin, console:read, orders:read, orders:write)"
     ]
 
 
