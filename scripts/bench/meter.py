@@ -140,10 +140,12 @@ def quiet_counters(target: Target, timeout_s: float = 30.0) -> dict[str, int]:
         row = admin.execute(
             "SELECT xact_commit, xact_rollback, sessions FROM pg_stat_database WHERE datname = %s", (target.dbname,)
         ).fetchone()
-    # Row updates of the orders table, and how many were HOT (no index touched: no index entry, less bloat).
+    # Row updates of the orders table, and how many were HOT (no index touched: no index entry, less bloat); its
+    # dead rows and autovacuum runs, and its heap and indexes on disk (the bloat the updates leave).
     with psycopg.connect(target.libpq(), autocommit=True) as database:
         updates = database.execute(
-            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'orders'"
+            "SELECT n_tup_upd, n_tup_hot_upd, n_live_tup, n_dead_tup, autovacuum_count, "
+            "pg_relation_size('orders'), pg_indexes_size('orders') FROM pg_stat_user_tables WHERE relname = 'orders'"
         ).fetchone()
     assert row is not None and updates is not None
     return {
@@ -152,6 +154,11 @@ def quiet_counters(target: Target, timeout_s: float = 30.0) -> dict[str, int]:
         "sessions": row[2],
         "orders_updates": updates[0],
         "orders_hot_updates": updates[1],
+        "orders_live_rows": updates[2],
+        "orders_dead_rows": updates[3],
+        "orders_autovacuums": updates[4],
+        "orders_heap_bytes": updates[5],
+        "orders_index_bytes": updates[6],
     }
 
 

@@ -71,7 +71,8 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
         polls = probe.transactions
         if not meter.postgres_measured:
             target.note("Postgres CPU not measured: its backends are not local processes")
-    stats = counters_delta(stats_before, quiet_counters(target))
+    after = quiet_counters(target)
+    stats = counters_delta(stats_before, after)
     flush_redis(target.redis_url)
     orders = len(ids)
     return {
@@ -86,6 +87,12 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
         "connections_opened": stats["sessions"] - 2,
         "orders_updates_per_order": stats["orders_updates"] / (orders + len(warm_ids)),
         "orders_hot_update_share": stats["orders_hot_updates"] / max(1, stats["orders_updates"]),
+        # The orders table as the run left it (sizes are not deltas): dead rows awaiting vacuum per live one, and
+        # bytes of heap and of its indexes per live row.
+        "orders_dead_per_live": after["orders_dead_rows"] / max(1, after["orders_live_rows"]),
+        "orders_autovacuums": stats["orders_autovacuums"],
+        "orders_heap_bytes_per_row": after["orders_heap_bytes"] / max(1, after["orders_live_rows"]),
+        "orders_index_bytes_per_row": after["orders_index_bytes"] / max(1, after["orders_live_rows"]),
         "cpu_s_per_order": per_order(cpu, orders),
         "peak_rss_mib_per_worker": meter.peak_rss_mib("workers", children_only=True),
         "worker_processes": meter.process_count("workers", children_only=True),

@@ -35,6 +35,10 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
             ("connections_opened", "Postgres connections opened"),
             ("orders_updates_per_order", "orders row updates / order"),
             ("orders_hot_update_share", "share of them HOT"),
+            ("orders_dead_per_live", "orders dead rows / live row, after"),
+            ("orders_autovacuums", "orders autovacuum runs"),
+            ("orders_heap_bytes_per_row", "orders heap bytes / live row"),
+            ("orders_index_bytes_per_row", "orders index bytes / live row"),
         ):
             table.add_row(label, _cell(base, key, "{:.2f}"), _cell(flow, key, "{:.2f}"), _quotient(flow, base, key))
         for group in ("workers", "postgres", "redis", "stripe", "total"):

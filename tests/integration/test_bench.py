@@ -50,6 +50,9 @@ def test_a_tiny_bench_ships_every_order_of_both_chains_and_writes_a_well_formed_
         assert measured["cpu_s_per_order"]["workers"] > 0
         assert measured["cpu_s_per_order"]["total"] >= measured["cpu_s_per_order"]["workers"]
         assert measured["worker_processes"] == 1 and measured["peak_rss_mib_per_worker"] > 0
+        # The orders table as the run left it: its heap and indexes hold at least the measured orders' rows.
+        assert measured["orders_heap_bytes_per_row"] > 0 and measured["orders_index_bytes_per_row"] > 0
+        assert measured["orders_dead_per_live"] >= 0 and measured["orders_autovacuums"] >= 0
         assert document[phase]["summary"]["orders_per_s"]["median"] == measured["orders_per_s"]
     assert document["orderflow"]["runs"][0]["cpu_s_per_order"]["stripe"] > 0, "the saga charged through Stripe"
 
