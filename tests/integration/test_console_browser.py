@@ -20,6 +20,7 @@ import pytest
 import redis
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -108,7 +109,9 @@ def sign_in(driver: WebDriver, base: str, *scopes: str, name: str = "ops-alice",
 
 
 def wait_for(driver: WebDriver, condition: object, seconds: float = 15) -> object:
-    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(condition)  # type: ignore[arg-type]
+    # The overview's htmx refresh replaces its elements: one found just before a swap is stale, so look again.
+    waiting = WebDriverWait(driver, seconds, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException])
+    return waiting.until(condition)  # type: ignore[arg-type]
 
 
 def text_of(driver: WebDriver, element_id: str) -> str:
