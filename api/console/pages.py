@@ -36,14 +36,15 @@ def overview(request: Request, operator: SignedIn) -> Response:
     database_url = request.app.state.database_url
     per_minute = views.throughput(database_url, CHART_MINUTES)
     bars, tallest = stacked_bars(per_minute, TERMINAL_VALUES)
-    found = views.stuck(database_url, STUCK_AFTER_S, STUCK_ROWS)
+    # Only the stalled live orders are counted here: the parked ones come with the open counts.
+    stalled = views.stalled(database_url, STUCK_AFTER_S, STUCK_ROWS)
     context: dict[str, Any] = {
         "open": views.open_counts(database_url),
         "finished": {status: sum(row[status] for row in per_minute) for status in TERMINAL_VALUES},
         "bars": bars,
         "tallest": tallest,
         "chart": {"width": WIDTH, "height": HEIGHT, "minutes": CHART_MINUTES},
-        "stuck": len(found["stuck"]),
+        "stuck": len(stalled),
         "capped": STUCK_ROWS,
         "endpoints": views.failing_endpoints(database_url),
     }

@@ -16,9 +16,8 @@ from scripts.fake_stripe import FakeStripeServer
 from tests.api_helpers import api_client, token
 from tests.conftest import Servers
 from tests.factories import execute, make_order, make_product, stalled
-from tests.integration.test_orderctl import all_queued, order_with_id, wait_for_dead_letters
+from tests.integration.test_orderctl import all_queued, revived_and_ghost
 from tests.saga_helpers import timeline, wait_until_terminal
-from workers.enqueue import send
 from workers.operator.dead_letters import dead_letters
 
 
@@ -273,11 +272,7 @@ def test_dead_letters_are_requeued_through_their_order_or_purged_from_the_consol
     redis_client: redis.Redis,
     stripe_server: FakeStripeServer,
 ) -> None:
-    revived, ghost = uuid.uuid4(), uuid.uuid4()
-    send("reserve_stock", revived)
-    send("reserve_stock", ghost)
-    wait_for_dead_letters(redis_client, 2)
-    order_with_id(db_url, revived)
+    revived, ghost = revived_and_ghost(db_url, redis_client)
     letter_of = {letter.order_id: letter.message_id for letter in dead_letters(redis_client)}
     csrf = sign_in(console, "admin")
     assert all(message_id in console.get("/console/stuck").text for message_id in letter_of.values())

@@ -308,14 +308,20 @@ def order_with_id(db_url: str, order_id: uuid.UUID) -> None:
         )
 
 
-def test_dead_letters_are_listed_requeued_through_their_order_and_purged_with_dry_runs_first(
-    db_url: str, worker: dramatiq.Worker, redis_client: redis.Redis, stripe_server: FakeStripeServer
-) -> None:
+def revived_and_ghost(db_url: str, redis_client: redis.Redis) -> tuple[uuid.UUID, uuid.UUID]:
+    """Two dead letters: one whose order was committed after its message overtook it, one with no order at all."""
     revived, ghost = uuid.uuid4(), uuid.uuid4()
     send("reserve_stock", revived)
     send("reserve_stock", ghost)
     wait_for_dead_letters(redis_client, 2)
     order_with_id(db_url, revived)
+    return revived, ghost
+
+
+def test_dead_letters_are_listed_requeued_through_their_order_and_purged_with_dry_runs_first(
+    db_url: str, worker: dramatiq.Worker, redis_client: redis.Redis, stripe_server: FakeStripeServer
+) -> None:
+    revived, ghost = revived_and_ghost(db_url, redis_client)
 
     listed = orderctl_json("dlq", "list")
     assert (listed["count"], listed["by_queue"]) == (2, {"stock": 2})

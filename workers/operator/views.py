@@ -106,18 +106,26 @@ PARKED = text(
 def stuck(database_url: str, older_than_s: float, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
     """Live orders not moving (lease run out, or no progress for older_than_s), and those needing a person: at
     most `limit` of each, oldest first."""
-    params = {"idle_s": older_than_s, "limit": limit}
+    return {
+        "stuck": stalled(database_url, older_than_s, limit),
+        "needs_attention": _listed(database_url, PARKED, limit),
+    }
+
+
+def stalled(database_url: str, older_than_s: float, limit: int = 200) -> list[dict[str, Any]]:
+    """The live orders not moving (lease run out, or no progress for older_than_s), oldest first."""
+    return _listed(database_url, STALLED, limit, older_than_s)
+
+
+def _listed(database_url: str, query: Any, limit: int, idle_s: float = 0.0) -> list[dict[str, Any]]:
     with engine_for(database_url).connect() as connection:
-        found = {
-            kind: [dict(row._mapping) for row in connection.execute(query, params)]
-            for kind, query in (("stuck", STALLED), ("needs_attention", PARKED))
-        }
-    for row in found["stuck"] + found["needs_attention"]:
+        rows = [dict(row._mapping) for row in connection.execute(query, {"idle_s": idle_s, "limit": limit})]
+    for row in rows:
         row["id"] = str(row["id"])
         row["step"] = row["step"] or saga.step_due(OrderStatus(row["status"]))
         for key in ("age_s", "idle_s", "lease_left_s"):
             row[key] = None if row[key] is None else round(float(row[key]), 1)
-    return found
+    return rows
 
 
 # Orders in every status that does not grow with history: the live ones (through ix_orders_live_lease, whose
