@@ -7,7 +7,8 @@ deadlocks are the database asking us to try again.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
+import psycopg
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.errors import DatabaseBug
 
@@ -16,11 +17,19 @@ _BUG_CLASSES = ("22", "23", "42")
 
 
 def database_bug(error: BaseException) -> DatabaseBug | None:
-    """The error as a DatabaseBug when no retry can fix it; None for anything else (retried as transient)."""
-    if not isinstance(error, DBAPIError) or error.connection_invalidated:
+    """The error as a DatabaseBug when no retry can fix it; None for anything else (retried as transient).
+
+    The error is psycopg's own (the hot path's statements, `models.db.run`) or SQLAlchemy's wrapping of it.
+    """
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return None
+        error = error.orig if error.orig is not None else error
+    if not isinstance(error, psycopg.Error | DBAPIError):
         return None
-    sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
-    if isinstance(error, (IntegrityError, DataError, ProgrammingError)) or sqlstate[:2] in _BUG_CLASSES:
-        kind = type(error.orig).__name__ if error.orig is not None else type(error).__name__
+    sqlstate = str(getattr(error, "sqlstate", "") or "")
+    bug_kind = (psycopg.IntegrityError, psycopg.DataError, psycopg.ProgrammingError)
+    if isinstance(error, bug_kind) or sqlstate[:2] in _BUG_CLASSES:
+        kind = type(error).__name__
         return DatabaseBug(f"a database statement failed ({kind}, SQLSTATE {sqlstate or 'unknown'})", sqlstate=sqlstate)
     return None

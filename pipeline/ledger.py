@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import array, insert
 
-from models.db import transaction
+from models.db import run, transaction
 from models.status import PaymentStatus, RefundOrigin, RefundStatus
 from models.tables import PAYMENTS, REFUNDS
 from pipeline.errors import PaymentDisputed, PaymentDisputeLost, PaymentRefunded, PermanentError
@@ -71,7 +71,7 @@ def open_charge(database_url: str, order: LockedOrder) -> tuple[LedgerEntry, boo
         "status": PaymentStatus.STARTED.value,
     }
     with transaction(database_url) as connection:
-        created = connection.execute(_OPEN, new_row).first()
+        created = run(connection, _OPEN, new_row).fetchone()
         if created is not None:  # the common case: one statement, no read-back
             return LedgerEntry(*created), True
         existing = find(connection, order.id, lock=False)
@@ -82,13 +82,13 @@ def open_charge(database_url: str, order: LockedOrder) -> tuple[LedgerEntry, boo
 
 def find(connection: Connection, order_id: uuid.UUID, *, lock: bool) -> LedgerEntry | None:
     """The order's payment row, if any (row-locked with `lock`)."""
-    row = connection.execute(_FIND_LOCKED if lock else _FIND, {"order_id": order_id}).first()
+    row = run(connection, _FIND_LOCKED if lock else _FIND, {"order_id": order_id}).fetchone()
     return LedgerEntry(*row) if row else None
 
 
 def write(connection: Connection, entry: LedgerEntry, **values: object) -> None:
     """Change columns of one payment row inside the caller's transaction."""
-    connection.execute(_WRITE, {"payment_id": entry.id, **values})
+    run(connection, _WRITE, {"payment_id": entry.id, **values})
 
 
 def write_where(connection: Connection, match: Any, *guards: Any, **values: Any) -> uuid.UUID | None:
@@ -186,7 +186,8 @@ def refunds(connection: Connection, payment_id: uuid.UUID) -> Refunds:
 
 _HELD_CENTS = (
     select(func.coalesce(func.sum(REFUNDS.c.amount_cents), 0))
-    .where(REFUNDS.c.payment_id == PAYMENTS.c.id, REFUNDS.c.status.in_(HOLDING))
+    # = ANY(ARRAY[...]), not IN: an IN list is expanded per execution, which `models.db.run` does not do.
+    .where(REFUNDS.c.payment_id == PAYMENTS.c.id, REFUNDS.c.status == any_(array(HOLDING)))
     .scalar_subquery()
 )
 # One round trip per step: the charge, its dispute and what its refunds hold back.
@@ -213,7 +214,7 @@ def money_still_held(connection: Connection, order: LockedOrder) -> int | None:
 
 def money(connection: Connection, order: LockedOrder) -> Money:
     """The charge and why the order must not go on with it: refunded in full or disputed (read under the row lock)."""
-    row = connection.execute(_MONEY, {"order_id": order.id}).first()
+    row = run(connection, _MONEY, {"order_id": order.id}).fetchone()
     if row is None:
         return Money(None, None)
     status, amount, dispute, held = row

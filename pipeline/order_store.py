@@ -2,8 +2,9 @@
 
 Placing an order is intake's plain SQL on the API's async psycopg connection: one round trip, nothing to
 compile. Moving an order along the state machine, with its lease and timeline, is the hot path of every
-step, so it speaks SQLAlchemy Core on a plain connection: with the ORM, loading and flushing the order cost
-more CPU than everything else a step does.
+step: its statements are built once with SQLAlchemy Core and run by `models.db.run` as prepared statements
+on psycopg. With the ORM, loading and flushing the order cost more CPU than everything else a step does,
+and SQLAlchemy's per-call execution more than psycopg's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import CTE, Connection, Insert, bindparam, cast, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 
+from models.db import run
 from models.schemas import ShipmentOut
 from models.status import OrderStatus, StepKind, StepOutcome
 from models.tables import ORDER_EVENTS as EVENTS
@@ -63,7 +65,8 @@ class LockedOrder:
     lines: tuple[Line, ...] = field(default=())
 
 
-_ORDER_COLUMNS = [ORDERS.c[name] for name in LockedOrder.__dataclass_fields__ if name != "lines"]
+_ORDER_NAMES = [name for name in LockedOrder.__dataclass_fields__ if name != "lines"]
+_ORDER_COLUMNS = [ORDERS.c[name] for name in _ORDER_NAMES]
 _LOCK = (
     # Lines come in the same round trip: a join on a handful of rows is cheaper than a second query.
     select(*_ORDER_COLUMNS, LINES.c.product_id, LINES.c.quantity, LINES.c.unit_price_cents)
@@ -73,8 +76,9 @@ _LOCK = (
     # NO KEY UPDATE lets side transactions insert rows that reference the order (the payment ledger).
     .with_for_update(key_share=True, of=ORDERS)
 )
-# Statements are built once: building and cache-keying a fresh one per call cost more than running it.
-# With no values() of its own, the UPDATE sets the columns named in its parameters.
+# Statements are built once and run with `models.db.run`: building, compiling and cache-keying a fresh one
+# per call cost more than running it. With no values() of its own, the UPDATE sets the columns named in its
+# parameters.
 _UPDATE = update(ORDERS).where(ORDERS.c.id == bindparam("order_id"))
 _RECORD = insert(TIMELINE)
 _NOTE_COLUMNS = tuple(column.name for column in TIMELINE.c if column.name not in ("id", "order_id"))
@@ -230,12 +234,13 @@ _SHIPMENT = text("SELECT carrier, tracking_number FROM shipments WHERE order_id 
 
 def lock_order(connection: Connection, order_id: uuid.UUID | str) -> LockedOrder:
     """The order, row-locked until the transaction ends: one step of one order runs at a time."""
-    rows = connection.execute(_LOCK, {"order_id": _as_uuid(order_id)}).all()
+    rows = run(connection, _LOCK, {"order_id": _as_uuid(order_id)}).fetchall()
     if not rows:
         raise OrderNotFound(f"no order {order_id}")
-    first = rows[0]._mapping
-    lines = tuple(Line(row.product_id, row.quantity, row.unit_price_cents) for row in rows if row.product_id)
-    return LockedOrder(**{column.name: first[column] for column in _ORDER_COLUMNS}, lines=lines)
+    width = len(_ORDER_COLUMNS)  # the order's columns, then its line's
+    lines = tuple(Line(*row[width:]) for row in rows if row[width] is not None)
+    order = zip(_ORDER_NAMES, rows[0][:width], strict=True)
+    return LockedOrder(**dict(order), lines=lines)
 
 
 def update_order(
@@ -246,11 +251,11 @@ def update_order(
     `noting` is a `timeline_row` written in the same statement.
     """
     if noting is None:
-        connection.execute(_UPDATE, {"order_id": order.id, **values})
+        run(connection, _UPDATE, {"order_id": order.id, **values})
     else:
         changes = {f"set_{name}": value for name, value in values.items()}
         notes = {f"note_{name}": value for name, value in noting.items()}
-        connection.execute(_update_and_note(tuple(values)), {"order_id": order.id, **changes, **notes})
+        run(connection, _update_and_note(tuple(values)), {"order_id": order.id, **changes, **notes})
     for name, value in values.items():
         setattr(order, name, value)
 
@@ -278,7 +283,7 @@ def advance(
     parameters = {f"set_{name}": value for name, value in moved.items()}
     parameters |= {f"note_{name}": value for name, value in (noting or {}).items()}
     parameters |= {"order_id": order.id, "event_id": event_id, "event_type": event_type, "event_payload": payload}
-    connection.execute(_move_note_and_emit(tuple(moved), noting is not None), parameters)
+    run(connection, _move_note_and_emit(tuple(moved), noting is not None), parameters)
 
 
 def emit(connection: Connection, order: LockedOrder, event_type: str, **details: dict[str, Any]) -> None:
@@ -287,7 +292,7 @@ def emit(connection: Connection, order: LockedOrder, event_type: str, **details:
     `details` go into the event's data beside the order (the refund of an `order.refunded`, ...).
     """
     event_id, _, payload = _event(connection, order, event_type, **details)
-    connection.execute(_EMIT, {"id": event_id, "order_id": order.id, "type": event_type, "payload": payload})
+    run(connection, _EMIT, {"id": event_id, "order_id": order.id, "type": event_type, "payload": payload})
 
 
 def _event(
@@ -297,8 +302,8 @@ def _event(
     at = datetime.now(UTC)
     shipment = None
     if event_type == order_events.OF_STATUS[OrderStatus.SHIPPED]:
-        found = connection.execute(_SHIPMENT, {"order_id": order.id}).first()
-        shipment = ShipmentOut(carrier=found.carrier, tracking_number=found.tracking_number) if found else None
+        found = run(connection, _SHIPMENT, {"order_id": order.id}).fetchone()
+        shipment = ShipmentOut(carrier=found[0], tracking_number=found[1]) if found else None
     order.updated_at = at
     event_id = uuid.uuid4()
     body = order_events.envelope(event_id, event_type, at, order_events.order_document(order, shipment))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert
 
+from models.db import run
 from models.status import ReservationStatus
 from models.tables import SHIPMENTS
 from pipeline import ledger
@@ -60,7 +61,8 @@ def cancel_shipment(connection: Connection, order: LockedOrder, adapters: Adapte
 
 def record_shipped(connection: Connection, order: LockedOrder, shipment: Shipment) -> None:
     """Record the carrier's shipment and move the held stock to shipped."""
-    connection.execute(
+    run(
+        connection,
         _SHIPMENT,
         {
             "order_id": order.id,

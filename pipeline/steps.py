@@ -14,6 +14,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, bindparam, exists, select
 from sqlalchemy.dialects.postgresql import insert
 
+from models.db import run, run_scalar
 from models.status import NotificationKind, ReservationStatus
 from models.tables import NOTIFICATIONS
 from pipeline import ledger, stock
@@ -65,7 +66,7 @@ def unconfirm(connection: Connection, order: LockedOrder, adapters: Adapters) ->
 
 def send_cancellation(connection: Connection, order: LockedOrder, adapters: Adapters) -> bool:
     """Tell the customer the order is cancelled, if they were told it was confirmed."""
-    if not connection.scalar(_CONFIRMATION_SENT, {"order_id": order.id}):
+    if not run_scalar(connection, _CONFIRMATION_SENT, {"order_id": order.id}):
         return False
     _send_notification(connection, order, adapters, NotificationKind.CANCELLATION)
     return True
@@ -84,7 +85,7 @@ def _send_notification(connection: Connection, order: LockedOrder, adapters: Ada
         idempotency_key=f"{order.id}:{kind.value}",
     )
     reference = adapters.notifier.send(notice)
-    connection.execute(_NOTIFICATION, {"order_id": order.id, "kind": kind.value, "provider_ref": reference})
+    run(connection, _NOTIFICATION, {"order_id": order.id, "kind": kind.value, "provider_ref": reference})
 
 
 Action = Callable[[Connection, LockedOrder, Adapters], None]

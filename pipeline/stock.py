@@ -13,6 +13,7 @@ import uuid
 from sqlalchemy import BigInteger, Connection, RowMapping, bindparam, cast, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as upsert
 
+from models.db import run
 from models.status import ReservationStatus
 from models.tables import PRODUCTS, RESERVATIONS
 from pipeline.errors import OutOfStock
@@ -65,7 +66,7 @@ def reserve(connection: Connection, order: LockedOrder) -> None:
     """Take every line's quantity off the shelf and hold it for the order, or raise OutOfStock."""
     # Lock products in one global order so two multi-line orders cannot deadlock.
     for line in sorted(order.lines, key=lambda line: line.product_id):
-        taken = connection.execute(_TAKE, {"product_id": line.product_id, "quantity": line.quantity})
+        taken = run(connection, _TAKE, {"product_id": line.product_id, "quantity": line.quantity})
         if taken.rowcount == 0:  # the caller's transaction rolls back whatever was taken
             raise OutOfStock(f"not enough stock for product {line.product_id}", product_id=str(line.product_id))
     held = [{"order_id": order.id, "product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
@@ -75,10 +76,10 @@ def reserve(connection: Connection, order: LockedOrder) -> None:
 
 def settle_held(connection: Connection, order: LockedOrder, outcome: ReservationStatus) -> bool:
     """Move the order's held stock to shipped or back on the shelf; False if nothing was held."""
-    settled = connection.execute(_SETTLE, {"for_order": order.id, "outcome": outcome.value}).all()
+    settled = run(connection, _SETTLE, {"for_order": order.id, "outcome": outcome.value}).fetchall()
     # Products in one global order, as reserve locks them, so two orders cannot deadlock.
     for product_id, units in sorted(settled):
-        connection.execute(_UNHOLD[outcome], {"product_id": product_id, "units": units})
+        run(connection, _UNHOLD[outcome], {"product_id": product_id, "units": units})
     return bool(settled)
 
 
