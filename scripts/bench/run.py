@@ -1,4 +1,4 @@
-"""The benchmark (issue #8): the saga next to the cheapest five-step Dramatiq + Postgres chain, and intake, in one run.
+"""The benchmark (issues #8, #17): the saga next to the cheapest five-step Dramatiq + Postgres chain, and intake.
 
     .venv/bin/python -m scripts.bench.run --orders 5000 --processes 2 --threads 8 --repeat 3
 

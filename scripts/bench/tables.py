@@ -79,7 +79,7 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
         table.add_row("peak RSS of the API, MiB", _cell(intake, "peak_rss_mib_api", "{:.0f}"), "", "", "")
         console.print(table)
     if document["targets"]:
-        table = Table("target (issue #8, not asserted)", "measured", "verdict", title="targets")
+        table = Table("target (issue #17, not asserted)", "measured", "verdict", title="targets")
         for target in document["targets"]:
             verdict = "met" if target["met"] else "missed"
             table.add_row(
