@@ -10,7 +10,9 @@ on both: one reaper sweep, `orderctl stats`, `orderctl stuck`, `orderctl audit -
 from __future__ import annotations
 
 import statistics
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ import dramatiq
 import psycopg
 
 from scripts.bench import list_data
+from scripts.bench.config import BenchConfig
 from scripts.bench.console_pages import page_p99_ms
 from scripts.bench.database import Target
 
@@ -107,6 +110,59 @@ def _every_eighth_sweep(database_url: str) -> None:
 
     count_by_status(database_url)
     refund_late_charges(database_url)
+
+
+def retention_beside_saga(config: BenchConfig, target: Target, history: dict[str, Any]) -> dict[str, Any]:
+    """One more saga run on the history with retention draining its old rows beside it, against the runs without."""
+    from scripts.bench.report import summarize
+    from scripts.bench.saga_phase import saga_run
+
+    alone = _median(summarize(history["phases"]["orderflow"]), ("orders_per_s",))
+    run = saga_run("orderflow", config, target, config.repeat, beside=lambda: pruning(target.database_url))
+    beside = run["orders_per_s"]
+    return run["beside"] | {
+        "saga_alone_orders_per_s": alone,
+        "saga_with_retention_orders_per_s": beside,
+        "ratio": beside / alone if alone else None,
+        "shipped": run["shipped"],
+    }
+
+
+@contextmanager
+def pruning(database_url: str) -> Iterator[dict[str, Any]]:
+    """The reaper's retention pass back to back in a thread while the block runs, as a backlog of old rows drains.
+
+    Yields a dict filled when the block ends: passes, rows pruned by table and per second, and pass durations.
+    """
+    from pipeline.config import Settings
+    from workers.retention import retention_pass
+
+    settings = Settings(database_url=database_url)
+    stop, passes, pruned = threading.Event(), list[float](), Counter[str]()
+
+    def drain() -> None:
+        while not stop.is_set():
+            began = time.perf_counter()
+            pruned.update(retention_pass(settings))
+            passes.append(time.perf_counter() - began)
+
+    found: dict[str, Any] = {}
+    thread = threading.Thread(target=drain, name="bench-retention", daemon=True)
+    began = time.perf_counter()
+    thread.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        thread.join()
+        seconds = time.perf_counter() - began
+        found |= {
+            "passes": len(passes),
+            "rows_pruned": dict(pruned),
+            "rows_pruned_per_s": sum(pruned.values()) / seconds,
+            "pass_median_ms": statistics.median(passes) * 1000 if passes else None,
+            "pass_max_ms": max(passes) * 1000 if passes else None,
+        }
 
 
 def order_count(target: Target) -> int:

@@ -54,6 +54,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
             after = {"phases": phases(config, target), "operator_ms": history.operator_reads(target)}
             after["orders_at_reads"] = history.order_count(target)
             growth = {"load": loaded, "empty": empty, "history": after, "rows": history.growth_rows(empty, after)}
+            if "orderflow" in config.phases:
+                growth["retention"] = history.retention_beside_saga(config, target, after)
         notes = target.notes
     document = report(config, results, started, notes)
     if growth is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from subprocess import Popen
 from typing import Any
 
@@ -21,9 +22,17 @@ from scripts.bench.meter import Meter, counters_delta, cpu_delta, per_order, qui
 from scripts.bench.processes import clean_env, dramatiq_workers, fake_stripe, wait_for_workers
 from scripts.devstack import localstack
 
+Beside = Callable[[], AbstractContextManager[dict[str, Any]]]
 
-def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -> dict[str, Any]:
-    """One repetition of a chain: fresh orders and processes, warm-up, then N orders timed to terminal."""
+
+def saga_run(
+    phase: str, config: BenchConfig, target: Target, repetition: int, beside: Beside | None = None
+) -> dict[str, Any]:
+    """One repetition of a chain: fresh orders and processes, warm-up, then N orders timed to terminal.
+
+    `beside` runs around the timed part only (retention pruning, in the growth bench); what it yields, filled in
+    when it ends, is the run's "beside".
+    """
     warm_ids, ids = fresh_orders(target, config.warmup, config.orders, tag=f"{phase}-{repetition}")
     stats_before = quiet_counters(target)
     namespace, (actor, queue) = _first_step(phase)
@@ -63,6 +72,7 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
         send_all(broker, actor, queue, warm_ids)
         probe.wait_terminal(f"bench-warm-{phase}-{repetition}", len(warm_ids), workers)
         window = meter.snapshot()
+        alongside = stack.enter_context(beside()) if beside else None  # left first: before the workers stop
         clock = time.perf_counter()
         send_all(broker, actor, queue, ids)
         outcomes = probe.wait_terminal(f"bench-{phase}-{repetition}", len(ids), workers)
@@ -96,7 +106,7 @@ def saga_run(phase: str, config: BenchConfig, target: Target, repetition: int) -
         "cpu_s_per_order": per_order(cpu, orders),
         "peak_rss_mib_per_worker": meter.peak_rss_mib("workers", children_only=True),
         "worker_processes": meter.process_count("workers", children_only=True),
-    }
+    } | ({"beside": alongside} if alongside is not None else {})
 
 
 def _first_step(phase: str) -> tuple[str, tuple[str, str]]:

@@ -99,8 +99,25 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
         for row in growth["rows"]:
             table.add_row(row["measure"], _fmt_value(row["empty"]), _fmt_value(row["history"]), _fmt_ratio(row))
         console.print(table)
+        if growth.get("retention"):
+            console.print(_retention_table(growth["retention"]))
     for note in document["notes"]:
         console.print(f"note: {note}")
+
+
+def _retention_table(found: dict[str, Any]) -> Table:
+    """The saga on the history, alone and with the retention pass draining the old rows beside it."""
+    title = "retention beside the saga, on the history (the reaper's pass back to back, one more saga run)"
+    table = Table("", "saga alone (median)", "saga + retention", "ratio", title=title)
+    alone, beside = found["saga_alone_orders_per_s"], found["saga_with_retention_orders_per_s"]
+    table.add_row("saga orders/s", _fmt_value(alone), _fmt_value(beside), _fmt_ratio(found))
+    pruned = ", ".join(f"{table} {rows:,}" for table, rows in sorted(found["rows_pruned"].items()))
+    table.add_row("rows pruned", "", pruned or "none", "")
+    table.add_row("rows pruned / s", "", _fmt_value(found["rows_pruned_per_s"]), "")
+    median, longest = (_fmt_value(found[key]) for key in ("pass_median_ms", "pass_max_ms"))
+    passes = f"{found['passes']}, median {median} ms, max {longest} ms"
+    table.add_row("retention passes", "", passes, "")
+    return table
 
 
 def _fmt_value(value: float | None) -> str:

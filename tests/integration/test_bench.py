@@ -168,3 +168,11 @@ def test_a_tiny_growth_bench_loads_the_history_and_measures_the_same_things_agai
         "console one order p99, ms",
     }
     assert all(row["empty"] > 0 and row["history"] > 0 and row["ratio"] > 0 for row in measures.values())
+
+    # And one more saga run with retention draining the history beside it: every order still ships, and at least
+    # one whole pass ran (the keys older than 24 h in one go; 20 batches of 500 of the events older than 30 days)
+    retention = growth["retention"]
+    assert retention["shipped"] == ORDERS and retention["ratio"] > 0
+    assert retention["passes"] >= 1 and retention["pass_max_ms"] > 0
+    assert retention["rows_pruned"]["idempotency_keys"] >= 2_900
+    assert retention["rows_pruned"]["order_events"] >= 10_000
