@@ -119,8 +119,8 @@ def retention_beside_saga(config: BenchConfig, target: Target, history: dict[str
 
     alone = _median(summarize(history["phases"]["orderflow"]), ("orders_per_s",))
     run = saga_run("orderflow", config, target, config.repeat, beside=lambda: pruning(target.database_url))
-    beside = run["orders_per_s"]
-    return run["beside"] | {
+    beside, found = run["orders_per_s"], dict(run["beside"])
+    return found | {
         "saga_alone_orders_per_s": alone,
         "saga_with_retention_orders_per_s": beside,
         "ratio": beside / alone if alone else None,
