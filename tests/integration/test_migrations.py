@@ -47,6 +47,29 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_works_again(empty_dat
     assert table_names(empty_database) == set(Base.metadata.tables)
 
 
+def test_every_cascading_foreign_key_leads_an_index_so_deleting_a_parent_never_scans_the_child_table(
+    empty_database: str,
+) -> None:
+    migrate.upgrade(empty_database)
+    engine = create_engine(empty_database, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        unindexed = (
+            connection.execute(
+                text("""
+            SELECT c.conrelid::regclass::text || '.' || a.attname
+            FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            WHERE c.contype = 'f' AND c.confdeltype = 'c'
+              AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1])
+            """)
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+
+    assert unindexed == []
+
+
 def test_the_models_and_the_migrations_describe_the_same_schema(servers: Servers) -> None:
     engine = create_engine(servers.database_url, poolclass=pool.NullPool)
     with engine.connect() as connection:
