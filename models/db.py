@@ -12,6 +12,7 @@ import psycopg
 from sqlalchemy import ClauseElement, Connection, Engine, create_engine
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
 
 _engines: dict[tuple[str, int], Engine] = {}
 # A worker thread can hold two connections at once (its step's transaction and the ledger's or a
@@ -110,13 +111,16 @@ _PSYCOPG = psycopg_dialect()  # type: ignore[no-untyped-call]
 def _compiled(statement: ClauseElement, names: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
     """The statement's psycopg SQL for these parameter names, and the values of its own literals (`coalesce(x, 0)`).
 
-    Like an execution, an INSERT or UPDATE without values() of its own writes the columns the names name.
+    Like an execution, an INSERT or UPDATE without values() of its own writes the columns the names name. Only
+    the literals come with it: a parameter the caller forgot fails in psycopg, as SQLAlchemy failed it, instead
+    of going in as NULL.
     """
     compiled = statement.compile(dialect=_PSYCOPG, column_keys=list(names))
+    assert isinstance(compiled, SQLCompiler)
     sql = str(compiled)
     if "POSTCOMPILE" in sql:
         raise ValueError("run() sends the SQL as compiled: write an IN list as = ANY(ARRAY[...])")
-    return sql, dict(compiled.params)
+    return sql, {name: value for name, value in compiled.params.items() if not compiled.binds[name].required}
 
 
 def mask_password(url: str) -> str:

@@ -39,6 +39,12 @@ def test_a_statement_s_own_literals_come_with_it() -> None:
     assert sorted(literals.values(), key=str) == [0, 1, "sequence"]
 
 
+def test_a_parameter_the_caller_did_not_give_is_left_for_psycopg_to_refuse_not_filled_in_as_null() -> None:
+    _, defaults = _compiled(order_store._update_and_note(("status",)), ("order_id", "set_status"))
+
+    assert "order_id" not in defaults and "note_step" not in defaults
+
+
 def test_the_same_statement_with_other_names_is_compiled_for_them() -> None:
     one, _ = _compiled(order_store._UPDATE, ("order_id", "status"))
     other, _ = _compiled(order_store._UPDATE, ("order_id", "last_error"))
