@@ -15,9 +15,16 @@ from scripts.bench.config import BenchConfig
 
 
 def report(
-    config: BenchConfig, results: dict[str, list[dict[str, Any]]], started: datetime, notes: list[str]
+    config: BenchConfig,
+    results: dict[str, list[dict[str, Any]]],
+    started: datetime,
+    notes: list[str],
+    statements: dict[str, dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """Runs, their median and min-max, the paired ratio, and the targets of issue #17 next to what was measured."""
+    """Runs, their median and min-max, the paired ratio, and the targets of issue #17 next to what was measured.
+
+    `statements` holds each chain's statement count (scripts/bench/statements.py), from a pass of its own.
+    """
     document: dict[str, Any] = {
         "config": {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()}
         | {
@@ -30,6 +37,8 @@ def report(
     }
     for phase, runs in results.items():
         document[phase] = {"runs": runs, "summary": summarize(runs)}
+        if (statements or {}).get(phase):
+            document[phase]["statements"] = (statements or {})[phase]
     if results.get("baseline") and results.get("orderflow"):
         pairs = zip(results["orderflow"], results["baseline"], strict=True)
         ratios = [of["orders_per_s"] / base["orders_per_s"] for of, base in pairs]

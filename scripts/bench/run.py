@@ -38,6 +38,7 @@ __all__ = ["BenchConfig", "command", "run"]
 def run(config: BenchConfig) -> dict[str, Any]:
     """Run every phase `config.repeat` times, print the tables, write the JSON; returns the JSON document."""
     # Imported on use: `orderctl` registers `command` from this module and should start without psutil or Dramatiq.
+    from scripts.bench import statements
     from scripts.bench.database import bench_target
     from scripts.bench.report import report
     from scripts.bench.tables import render
@@ -46,6 +47,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
     growth: dict[str, Any] | None = None
     with bench_target(config) as target:
         results = phases(config, target)
+        chains = [phase for phase in ("baseline", "orderflow") if phase in config.phases]
+        counted: dict[str, dict[str, Any] | None] = {p: statements.count(p, config, target) for p in chains}
         if config.history:
             from scripts.bench import growth as history
 
@@ -57,7 +60,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             if "orderflow" in config.phases:
                 growth["retention"] = history.retention_beside_saga(config, target, after)
         notes = target.notes
-    document = report(config, results, started, notes)
+    document = report(config, results, started, notes, counted)
     if growth is not None:
         document["growth"] = growth
     config.json_out.parent.mkdir(parents=True, exist_ok=True)

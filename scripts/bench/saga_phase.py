@@ -20,18 +20,24 @@ from scripts.bench.config import BenchConfig
 from scripts.bench.database import Target, flush_redis, fresh_orders
 from scripts.bench.meter import Meter, counters_delta, cpu_delta, per_order, quiet_counters
 from scripts.bench.processes import clean_env, dramatiq_workers, fake_stripe, wait_for_workers
+from scripts.bench.statements import StatementLog
 from scripts.devstack import localstack
 
 Beside = Callable[[], AbstractContextManager[dict[str, Any]]]
 
 
 def saga_run(
-    phase: str, config: BenchConfig, target: Target, repetition: int, beside: Beside | None = None
+    phase: str,
+    config: BenchConfig,
+    target: Target,
+    repetition: int,
+    beside: Beside | None = None,
+    statements: StatementLog | None = None,
 ) -> dict[str, Any]:
     """One repetition of a chain: fresh orders and processes, warm-up, then N orders timed to terminal.
 
     `beside` runs around the timed part only (retention pruning, in the growth bench); what it yields, filled in
-    when it ends, is the run's "beside".
+    when it ends, is the run's "beside". `statements` is marked around the timed part, less the bench's probe.
     """
     warm_ids, ids = fresh_orders(target, config.warmup, config.orders, tag=f"{phase}-{repetition}")
     stats_before = quiet_counters(target)
@@ -73,10 +79,15 @@ def saga_run(
         probe.wait_terminal(f"bench-warm-{phase}-{repetition}", len(warm_ids), workers)
         window = meter.snapshot()
         alongside = stack.enter_context(beside()) if beside else None  # left first: before the workers stop
+        if statements:
+            statements.skip.add(probe.conn.info.backend_pid)
+            statements.mark_start()
         clock = time.perf_counter()
         send_all(broker, actor, queue, ids)
         outcomes = probe.wait_terminal(f"bench-{phase}-{repetition}", len(ids), workers)
         seconds = time.perf_counter() - clock
+        if statements:
+            statements.mark_end()
         cpu = cpu_delta(window, meter.snapshot())
         polls = probe.transactions
         if not meter.postgres_measured:

@@ -41,6 +41,15 @@ def render(document: dict[str, Any], console: Console | None = None) -> None:
             ("orders_index_bytes_per_row", "orders index bytes / live row"),
         ):
             table.add_row(label, _cell(base, key, "{:.2f}"), _cell(flow, key, "{:.2f}"), _quotient(flow, base, key))
+        # Counted in an untimed pass of each chain (scripts/bench/statements.py): one figure, not a spread.
+        counted = [document.get(p, {}).get("statements") or {} for p in ("baseline", "orderflow")]
+        for key, label in (
+            ("per_order", "Postgres statements / order"),
+            ("transaction_control_per_order", "  of them BEGIN / COMMIT"),
+        ):
+            under, over = (c.get(key) for c in counted)
+            ratio = f"{over / under:.2f}x" if over and under else ""
+            table.add_row(label, _fmt_value(under, "{:.2f}"), _fmt_value(over, "{:.2f}"), ratio)
         for group in ("workers", "postgres", "redis", "stripe", "total"):
             path = f"cpu_s_per_order.{group}"
             table.add_row(
@@ -120,8 +129,8 @@ def _retention_table(found: dict[str, Any]) -> Table:
     return table
 
 
-def _fmt_value(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _fmt_value(value: float | None, fmt: str = "{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
 
 
 def _fmt_ratio(row: dict[str, Any]) -> str:

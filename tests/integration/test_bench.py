@@ -61,6 +61,13 @@ def test_a_tiny_bench_ships_every_order_of_both_chains_and_writes_a_well_formed_
     of, base = (document[p]["runs"][0]["orders_per_s"] for p in ("orderflow", "baseline"))
     assert ratio > 0 and ratio == pytest.approx(of / base)
 
+    # And each chain's statements were counted from the server's log in an untimed pass: one per bare step
+    assert document["baseline"]["statements"]["per_order"] == 5
+    assert document["baseline"]["statements"]["transaction_control_per_order"] == 0
+    counted = document["orderflow"]["statements"]
+    assert counted["queries_per_order"] > 5 and counted["transaction_control_per_order"] >= 2 * 5
+    assert counted["per_order"] == counted["queries_per_order"] + counted["transaction_control_per_order"]
+
     # And intake answered both loops without errors, and every answered POST wrote an order
     [intake] = document["intake"]["runs"]
     for loop in ("closed", "open"):
