@@ -85,6 +85,18 @@ def transaction(url: str) -> Iterator[Connection]:
         yield connection
 
 
+@contextmanager
+def single_statements(url: str) -> Iterator[Connection]:
+    """A connection on which every statement commits by itself: no BEGIN and COMMIT, one round trip each.
+
+    For a write that is one statement (the ledger's pre-charge row, a local provider's record): a transaction
+    around it costs two more round trips, each a wake-up of the worker and of its Postgres backend.
+    """
+    with engine_for(url).connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")  # the pool resets it on check-in
+        yield connection
+
+
 def run(connection: Connection, statement: ClauseElement, parameters: Mapping[str, Any]) -> psycopg.Cursor[Any]:
     """Run a statement built once, as a prepared statement on the psycopg connection under `connection`.
 

@@ -1,9 +1,10 @@
 """The payment ledger, the one writer of `payments` and `refunds`: our copy of what the provider holds.
 
-The pre-charge row is written in its own transaction, before the provider call: the saga's step
-transaction can roll back (crash, error), that row cannot, so the next attempt knows a charge may
-exist and resolves it before calling the provider again. Refunds are recorded with the status the
-provider reports, from the saga's own calls and from the provider's events alike.
+The pre-charge row is committed on its own (one statement, no transaction around it), before the
+provider call: the saga's step transaction can roll back (crash, error), that row cannot, so the next
+attempt knows a charge may exist and resolves it before calling the provider again. Refunds are
+recorded with the status the provider reports, from the saga's own calls and from the provider's
+events alike.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import array, insert
 
-from models.db import run, transaction
+from models.db import run, single_statements, transaction
 from models.status import PaymentStatus, RefundOrigin, RefundStatus
 from models.tables import PAYMENTS, REFUNDS
 from pipeline.errors import PaymentDisputed, PaymentDisputeLost, PaymentRefunded, PermanentError
@@ -70,7 +71,7 @@ def open_charge(database_url: str, order: LockedOrder) -> tuple[LedgerEntry, boo
         "currency": order.currency,
         "status": PaymentStatus.STARTED.value,
     }
-    with transaction(database_url) as connection:
+    with single_statements(database_url) as connection:  # committed before the provider is called
         created = run(connection, _OPEN, new_row).fetchone()
         if created is not None:  # the common case: one statement, no read-back
             return LedgerEntry(*created), True
@@ -109,7 +110,7 @@ def mark(
     database_url: str, entry: LedgerEntry, status: PaymentStatus, error: str | None = None, **values: object
 ) -> None:
     """Record an outcome that must survive the step's rollback (in doubt, pending, declined, succeeded)."""
-    with transaction(database_url) as connection:
+    with single_statements(database_url) as connection:
         write(connection, entry, status=status.value, error=error[:1000] if error else None, **values)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
-from models.db import transaction
+from models.db import single_statements
 from models.tables import LOCAL_DELIVERIES
 from pipeline.errors import TransientError
 from pipeline.retention import Prune
@@ -40,7 +40,7 @@ class LocalRecorder:
             "order_id": order_id,
             "payload": payload,
         }
-        with transaction(self.database_url) as connection:
+        with single_statements(self.database_url) as connection:
             delivery_id = connection.scalar(_FIRST_WINS, delivery)
         return f"{self.provider}-{delivery_id}"
 

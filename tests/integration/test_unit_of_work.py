@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from models.db import engine_for, unit_of_work
+from models.db import engine_for, single_statements, unit_of_work
 from models.inventory import Product
 from tests.factories import random_sku
 
@@ -47,3 +47,21 @@ def test_postgres_ends_a_transaction_left_idle_so_a_stuck_thread_cannot_hold_an_
             connection.execute(text("SELECT 1 FROM products LIMIT 1 FOR UPDATE"))
             time.sleep(1)
             connection.execute(text("SELECT 1"))
+
+
+def test_a_single_statement_is_committed_at_once_and_the_pooled_connection_comes_back_transactional(
+    db_url: str,
+) -> None:
+    sku = random_sku()
+    with single_statements(db_url) as connection:
+        connection.execute(
+            text("INSERT INTO products (sku, name, price_cents) VALUES (:sku, 'mug', 1200)"), {"sku": sku}
+        )
+        # Visible to everyone before the block ends: nothing is left to commit (the ledger's pre-charge row
+        # must survive whatever the step does next).
+        assert count_products(db_url) == 1
+        driver = connection.connection.driver_connection
+        assert driver is not None and driver.autocommit
+
+    # And the connection went back to the pool transactional again: the next user's transaction is one
+    assert not driver.autocommit
