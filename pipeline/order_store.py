@@ -63,9 +63,11 @@ class LockedOrder:
     created_at: datetime
     updated_at: datetime
     lines: tuple[Line, ...] = field(default=())
+    # The shipment this transaction recorded (pipeline.shipping_steps), for the shipped event without a read-back.
+    shipment: ShipmentOut | None = None
 
 
-_ORDER_NAMES = [name for name in LockedOrder.__dataclass_fields__ if name != "lines"]
+_ORDER_NAMES = [name for name in LockedOrder.__dataclass_fields__ if name not in ("lines", "shipment")]
 _ORDER_COLUMNS = [ORDERS.c[name] for name in _ORDER_NAMES]
 _LOCK = (
     # Lines come in the same round trip: a join on a handful of rows is cheaper than a second query.
@@ -300,8 +302,8 @@ def _event(
 ) -> tuple[uuid.UUID, str, str]:
     """A new event's id, type and JSON body (without its sequence), showing the order as it is now."""
     at = datetime.now(UTC)
-    shipment = None
-    if event_type == order_events.OF_STATUS[OrderStatus.SHIPPED]:
+    shipment = order.shipment
+    if shipment is None and event_type == order_events.OF_STATUS[OrderStatus.SHIPPED]:
         found = run(connection, _SHIPMENT, {"order_id": order.id}).fetchone()
         shipment = ShipmentOut(carrier=found[0], tracking_number=found[1]) if found else None
     order.updated_at = at

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert
 
 from models.db import run
+from models.schemas import ShipmentOut
 from models.status import ReservationStatus
 from models.tables import SHIPMENTS
 from pipeline import ledger
@@ -61,6 +62,7 @@ def cancel_shipment(connection: Connection, order: LockedOrder, adapters: Adapte
 
 def record_shipped(connection: Connection, order: LockedOrder, shipment: Shipment) -> None:
     """Record the carrier's shipment and move the held stock to shipped."""
+    order.shipment = ShipmentOut(carrier=CARRIER, tracking_number=shipment.tracking_number)
     run(
         connection,
         _SHIPMENT,

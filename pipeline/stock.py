@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, Connection, RowMapping, bindparam, cast, func, insert, update
+from sqlalchemy import BigInteger, Connection, RowMapping, bindparam, cast, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as upsert
 
 from models.db import run
@@ -21,25 +21,49 @@ from pipeline.order_store import LockedOrder
 
 MAX_TOTAL = 2**31 - 1  # products.total is a 32-bit integer
 
-# Statements are built once (see pipeline.order_store).
-_TAKE = (
+# Statements are built once (see pipeline.order_store). Each move of a line is one statement: the product's
+# counters and the reservation change together, in one round trip. Parameters are not named after columns:
+# `models.db.run` would read such a name as a column for the UPDATE inside the statement to set.
+_TAKEN = (
     update(PRODUCTS)
-    .where(PRODUCTS.c.id == bindparam("product_id"), PRODUCTS.c.available >= bindparam("quantity"))
-    .values(
-        available=PRODUCTS.c.available - bindparam("quantity"), reserved=PRODUCTS.c.reserved + bindparam("quantity")
+    .where(
+        PRODUCTS.c.id == bindparam("for_product"),
+        PRODUCTS.c.available >= bindparam("units", type_=RESERVATIONS.c.quantity.type),
     )
+    .values(
+        available=PRODUCTS.c.available - bindparam("units", type_=RESERVATIONS.c.quantity.type),
+        reserved=PRODUCTS.c.reserved + bindparam("units", type_=RESERVATIONS.c.quantity.type),
+    )
+    .returning(PRODUCTS.c.id)
+    .cte("taken")
 )
-_HOLD = insert(RESERVATIONS)
-_SETTLE = (
+# The reservation row exists only if the units were taken: no row inserted means not enough stock.
+_TAKE_AND_HOLD = insert(RESERVATIONS).from_select(
+    ["order_id", "product_id", "quantity"],
+    select(
+        bindparam("for_order", type_=RESERVATIONS.c.order_id.type),
+        _TAKEN.c.id,
+        bindparam("units", type_=RESERVATIONS.c.quantity.type),
+    ),
+)
+_SETTLED = (
     update(RESERVATIONS)
-    .where(RESERVATIONS.c.order_id == bindparam("for_order"), RESERVATIONS.c.status == ReservationStatus.HELD.value)
+    .where(
+        RESERVATIONS.c.order_id == bindparam("for_order"),
+        RESERVATIONS.c.product_id == bindparam("for_product"),
+        RESERVATIONS.c.status == ReservationStatus.HELD.value,
+    )
     .values(status=bindparam("outcome"))
-    .returning(RESERVATIONS.c.product_id, RESERVATIONS.c.quantity)
+    .returning(RESERVATIONS.c.quantity)
+    .cte("settled")
 )
-_UNHOLD = {
+_UNITS = select(func.sum(_SETTLED.c.quantity)).scalar_subquery()
+# Held units of one product leave the reservation for `target` (shipped, or back on the shelf); no row updated
+# means nothing was held.
+_SETTLE = {
     outcome: update(PRODUCTS)
-    .where(PRODUCTS.c.id == bindparam("product_id"))
-    .values({PRODUCTS.c.reserved: PRODUCTS.c.reserved - bindparam("units"), target: target + bindparam("units")})
+    .where(PRODUCTS.c.id == bindparam("for_product"), exists(select(_SETTLED.c.quantity)))
+    .values({PRODUCTS.c.reserved: PRODUCTS.c.reserved - _UNITS, target: target + _UNITS})
     for outcome, target in (
         (ReservationStatus.SHIPPED, PRODUCTS.c.shipped),
         (ReservationStatus.RELEASED, PRODUCTS.c.available),
@@ -66,21 +90,19 @@ def reserve(connection: Connection, order: LockedOrder) -> None:
     """Take every line's quantity off the shelf and hold it for the order, or raise OutOfStock."""
     # Lock products in one global order so two multi-line orders cannot deadlock.
     for line in sorted(order.lines, key=lambda line: line.product_id):
-        taken = run(connection, _TAKE, {"product_id": line.product_id, "quantity": line.quantity})
-        if taken.rowcount == 0:  # the caller's transaction rolls back whatever was taken
+        parameters = {"for_order": order.id, "for_product": line.product_id, "units": line.quantity}
+        if run(connection, _TAKE_AND_HOLD, parameters).rowcount == 0:  # the caller's transaction rolls back the rest
             raise OutOfStock(f"not enough stock for product {line.product_id}", product_id=str(line.product_id))
-    held = [{"order_id": order.id, "product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
-    if held:
-        connection.execute(_HOLD, held)
 
 
 def settle_held(connection: Connection, order: LockedOrder, outcome: ReservationStatus) -> bool:
     """Move the order's held stock to shipped or back on the shelf; False if nothing was held."""
-    settled = run(connection, _SETTLE, {"for_order": order.id, "outcome": outcome.value}).fetchall()
+    settled = 0
     # Products in one global order, as reserve locks them, so two orders cannot deadlock.
-    for product_id, units in sorted(settled):
-        run(connection, _UNHOLD[outcome], {"product_id": product_id, "units": units})
-    return bool(settled)
+    for product_id in sorted({line.product_id for line in order.lines}):
+        parameters = {"for_order": order.id, "for_product": product_id, "outcome": outcome.value}
+        settled += run(connection, _SETTLE[outcome], parameters).rowcount
+    return settled > 0
 
 
 def create_product(

@@ -39,6 +39,27 @@ def test_an_order_goes_from_pending_to_shipped_with_one_charge_notification_and_
     assert violations_only(audit(db_url, stripe_server.ledger())) == {}
 
 
+def test_an_order_of_two_products_ships_both_lines_and_an_undeliverable_one_puts_both_back_on_the_shelf(
+    db_url: str, worker: dramatiq.Worker, stripe_server: FakeStripeServer, carrier_server: FakeCarrierServer
+) -> None:
+    # Each product's counters and its reservation move in one statement per product, in the products' order.
+    mugs, cups = make_product(db_url, stock=10), make_product(db_url, stock=10)
+    shipped = make_order(db_url, [(mugs, 2), (cups, 5)])
+    refused = make_order(db_url, [(cups, 1), (mugs, 3)], address=UNDELIVERABLE_ADDRESS)
+
+    start_saga(shipped)
+    start_saga(refused)
+    orders = wait_until_terminal(db_url, [shipped, refused])
+
+    assert (orders[shipped].status, orders[refused].status) == ("shipped", "cancelled")
+    assert stock(db_url, mugs) == (10, 8, 0, 2)
+    assert stock(db_url, cups) == (10, 5, 0, 5)
+    held = "SELECT count(*) FROM reservations WHERE order_id = :id AND status = :status"
+    assert count(db_url, held, id=shipped, status="shipped") == 2
+    assert count(db_url, held, id=refused, status="released") == 2
+    assert violations_only(audit(db_url, stripe_server.ledger())) == {}
+
+
 def test_a_declined_card_releases_the_stock_and_refunds_nothing(
     db_url: str, worker: dramatiq.Worker, stripe_server: FakeStripeServer
 ) -> None:

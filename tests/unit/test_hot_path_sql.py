@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models.db import _compiled
 from models.tables import ORDERS
-from pipeline import ledger, order_store
+from models.status import ReservationStatus
+from pipeline import ledger, order_store, stock
 from pipeline.database_errors import database_bug
 
 
@@ -43,6 +44,19 @@ def test_a_parameter_the_caller_did_not_give_is_left_for_psycopg_to_refuse_not_f
     _, defaults = _compiled(order_store._update_and_note(("status",)), ("order_id", "set_status"))
 
     assert "order_id" not in defaults and "note_step" not in defaults
+
+
+def test_a_stock_move_sets_only_its_counters_and_the_reservation_s_status_in_one_statement() -> None:
+    # Its parameters are named after no column: the UPDATE inside would set a column so named to the value.
+    take, _ = _compiled(stock._TAKE_AND_HOLD, ("for_order", "for_product", "units"))
+    settle, defaults = _compiled(stock._SETTLE[ReservationStatus.SHIPPED], ("for_order", "for_product", "outcome"))
+
+    assert take.startswith("WITH taken AS \n(UPDATE products SET available=")
+    assert "INSERT INTO reservations (order_id, product_id, quantity) SELECT" in take
+    reservation_set = settle[settle.index("SET ") : settle.index(" WHERE")]
+    assert reservation_set == "SET status=%(outcome)s::VARCHAR, updated_at=now()"
+    assert "UPDATE products SET reserved=" in settle and "shipped=" in settle and "available=" not in settle
+    assert defaults == {"status_1": ReservationStatus.HELD.value}
 
 
 def test_the_same_statement_with_other_names_is_compiled_for_them() -> None:
