@@ -44,7 +44,7 @@ class StripePayments:
 
     def close(self) -> None:
         """Close the HTTP session's connections (a later call opens new ones)."""
-        self._http.close()  # type: ignore[no-untyped-call]  # the SDK leaves close() unannotated
+        self._http.close()
 
     def __enter__(self) -> StripePayments:
         return self

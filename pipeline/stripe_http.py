@@ -1,28 +1,84 @@
-"""The HTTP session the Stripe SDK talks through: one per process, proxies read once."""
+"""The HTTP client the Stripe SDK talks through: one urllib3 pool per process, proxies read once."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 import stripe
-from requests.adapters import HTTPAdapter
+import urllib3
 from requests.utils import get_environ_proxies
 
+# Connections kept per host: one per worker thread, with room for a webhook handler's calls.
+POOL_SIZE = 32
 
-def http_client(api_base: str | None, timeout_s: float) -> stripe.RequestsClient:
-    """A requests session that reads the environment once, not on every call.
 
-    With `trust_env` requests looks up proxies and ~/.netrc for every request, which cost more CPU
-    than the rest of the HTTP call. The proxy settings are read here instead, for Stripe's address.
-    The session is shared by the worker's threads: its connection pool is thread-safe, and Stripe
-    sets no cookies.
+class Urllib3Client(stripe.HTTPClient):
+    """The SDK's requests sent on a urllib3 pool manager: thread-safe, connections kept alive.
+
+    The SDK's own `RequestsClient` wraps the same urllib3 call in a requests session (adapters, hooks,
+    cookie and header merging, proxy and ~/.netrc lookups): on a saga step that was more worker CPU than
+    the HTTP exchange itself. TLS is verified against the CA bundle the SDK ships, as its clients do.
+    Nothing is retried here: retries belong to the saga, always under the same idempotency key.
     """
-    session = requests.Session()
-    session.trust_env = False
-    session.mount("https://", HTTPAdapter(pool_maxsize=32))
-    session.mount("http://", HTTPAdapter(pool_maxsize=32))
-    return stripe.RequestsClient(timeout=timeout_s, session=session, proxy=environment_proxy(api_base))
+
+    name = "urllib3"
+
+    def __init__(self, timeout_s: float, proxy: str | None = None) -> None:
+        super().__init__()
+        settings: dict[str, Any] = {
+            "maxsize": POOL_SIZE,
+            "timeout": urllib3.Timeout(connect=timeout_s, read=timeout_s),
+            "retries": False,
+            "ca_certs": stripe.ca_bundle_path,
+        }
+        self._pool = urllib3.ProxyManager(proxy, **settings) if proxy else urllib3.PoolManager(**settings)
+
+    # `_usage` is the SDK's telemetry, which its own clients take and drop as well.
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        response = self._send(method, url, headers, post_data, stream=False)
+        return response.data, response.status, response.headers
+
+    def request_stream(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        response = self._send(method, url, headers, post_data, stream=True)
+        return response, response.status, response.headers
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str] | None, body: Any, *, stream: bool
+    ) -> urllib3.BaseHTTPResponse:
+        try:
+            return self._pool.request(
+                method, url, body=body, headers=dict(headers or {}), redirect=False, preload_content=not stream
+            )
+        except urllib3.exceptions.HTTPError as error:
+            # Never sent, or sent with the answer lost: the SDK's APIConnectionError, which the saga treats as in doubt.
+            message = f"Unexpected error communicating with Stripe. (Network error: {type(error).__name__}: {error})"
+            raise stripe.APIConnectionError(message, should_retry=False) from error  # type: ignore[no-untyped-call]
+
+
+def http_client(api_base: str | None, timeout_s: float) -> Urllib3Client:
+    """The process's Stripe HTTP client, with the proxy the environment sets for Stripe's address read once."""
+    return Urllib3Client(timeout_s, environment_proxy(api_base))
 
 
 def environment_proxy(api_base: str | None) -> str | None:

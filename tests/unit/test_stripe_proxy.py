@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import stripe
+import urllib3
 
-from pipeline.stripe_http import environment_proxy
+from pipeline.stripe_http import environment_proxy, http_client
 
 PROXY_VARIABLES = (
     "HTTPS_PROXY",
@@ -49,3 +51,18 @@ def test_no_proxy_exempts_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     assert environment_proxy("https://127.0.0.1:12111") is None
     assert environment_proxy(None) == "http://egress:3128"
+
+
+def test_the_client_verifies_tls_against_the_sdks_bundle_retries_nothing_and_goes_through_the_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    direct = http_client(None, timeout_s=3.0)._pool
+    assert not isinstance(direct, urllib3.ProxyManager)
+    assert direct.connection_pool_kw["ca_certs"] == stripe.ca_bundle_path
+    assert direct.connection_pool_kw["retries"].total is False  # a retry is the saga's, under the same key
+    assert direct.connection_pool_kw["timeout"].read_timeout == 3.0
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    proxied = http_client(None, timeout_s=3.0)._pool
+    assert isinstance(proxied, urllib3.ProxyManager) and proxied.proxy is not None
+    assert proxied.proxy.host == "proxy.internal"
