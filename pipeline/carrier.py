@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, LocationValueError
 
 from pipeline.errors import (
     CarrierRejected,
@@ -25,9 +26,11 @@ from pipeline.errors import (
     ShipmentPickedUp,
     TransientError,
 )
+from pipeline.http_pool import pool_manager
 
 # Failures that happen before any byte of the request reaches the carrier: nothing can have been applied.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# (A refused or unresolvable connection is a NewConnectionError, a kind of ConnectTimeoutError.)
+_NOT_SENT = (ConnectTimeoutError, LocationValueError)
 
 T = TypeVar("T")
 
@@ -50,18 +53,19 @@ def _first_shipment(data: Any) -> Shipment | None:
     return _shipment(found[0]) if found else None
 
 
-def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
+def _error_fields(response: urllib3.BaseHTTPResponse) -> tuple[str | None, str]:
     """The carrier's {"error": {"code", "message"}}, or the raw text for answers from anything else (a proxy)."""
+    reason = response.reason or str(response.status)
     try:
         error = response.json()["error"]
-        return error.get("code"), str(error.get("message") or error.get("code") or response.reason_phrase)
+        return error.get("code"), str(error.get("message") or error.get("code") or reason)
     except (ValueError, KeyError, TypeError, AttributeError):
-        return None, response.text[:200] or response.reason_phrase
+        return None, response.data[:200].decode("utf-8", "replace") or reason
 
 
-def _http_error(response: httpx.Response) -> PipelineError:
+def _http_error(response: urllib3.BaseHTTPResponse) -> PipelineError:
     """Map a non-2xx answer: 5xx/429 transient; address and pickup refusals by code; any other refusal permanent."""
-    status = response.status_code
+    status = response.status
     code, message = _error_fields(response)
     if status >= 500 or status == 429:
         return TransientError(f"carrier answered {status}: {message}", http_status=status, code=code)
@@ -73,19 +77,16 @@ def _http_error(response: httpx.Response) -> PipelineError:
 
 
 class HttpCarrier:
-    """The saga's carrier adapter over one thread-safe `httpx.Client` (pooled, kept-alive connections)."""
+    """The saga's carrier adapter over one thread-safe urllib3 pool (kept-alive connections, pipeline.http_pool)."""
 
     def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0) -> None:
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=timeout_s,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-        )
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._pool = pool_manager(self._base_url, timeout_s)
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._client.close()
+        self._pool.clear()
 
     def __enter__(self) -> HttpCarrier:
         return self
@@ -107,28 +108,38 @@ class HttpCarrier:
 
     def find_shipment(self, idempotency_key: str) -> Shipment | None:
         """The shipment the carrier created under this key, or None if it created none (authoritative)."""
-        return self._call("GET", "/v1/shipments", _first_shipment, params={"idempotencyKey": idempotency_key})
+        return self._call("GET", "/v1/shipments", _first_shipment, fields={"idempotencyKey": idempotency_key})
 
     def cancel_shipment(self, shipment_id: str, idempotency_key: str) -> Shipment:
         """Void the shipment; voiding a voided one answers it again; a picked-up one raises ShipmentPickedUp."""
         headers = {"Idempotency-Key": idempotency_key}
         return self._call("POST", f"/v1/shipments/{shipment_id}/cancel", _shipment, headers=headers)
 
-    def _call(self, method: str, path: str, parse: Callable[[Any], T], *, in_doubt: bool = False, **kwargs: Any) -> T:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[Any], T],
+        *,
+        in_doubt: bool = False,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> T:
         """One request, its answer parsed; `in_doubt` marks a call whose effect may stand though its answer is lost."""
         try:
-            response = self._client.request(method, path, **kwargs)
+            url, sent_headers = self._base_url + path, self._headers | (headers or {})
+            response = self._pool.request(method, url, headers=sent_headers, redirect=False, **kwargs)
         except _NOT_SENT as e:
             raise TransientError(f"could not reach the carrier: {e!r}") from e
-        except httpx.TransportError as e:
-            # Read/write timeouts, dropped connections, protocol errors: the request may have been applied.
+        except HTTPError as e:
+            # Read timeouts, dropped connections, protocol errors: the request may have been applied.
             if in_doubt:
                 raise ShipmentInDoubt(f"the carrier's answer was lost: {e!r}") from e
             raise TransientError(f"the carrier did not answer: {e!r}") from e
-        if not response.is_success:
+        if not 200 <= response.status < 300:
             raise _http_error(response)
         try:
             return parse(response.json())
         except (ValueError, KeyError, IndexError, TypeError) as e:
-            message = f"unreadable answer from the carrier ({response.status_code}): {e!r}"
+            message = f"unreadable answer from the carrier ({response.status}): {e!r}"
             raise (ShipmentInDoubt(message) if in_doubt else TransientError(message)) from e

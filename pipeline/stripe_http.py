@@ -1,17 +1,14 @@
-"""The HTTP client the Stripe SDK talks through: one urllib3 pool per process, proxies read once."""
+"""The HTTP client the Stripe SDK talks through: one urllib3 pool per process (pipeline.http_pool)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import stripe
 import urllib3
-from requests.utils import get_environ_proxies
 
-# Connections kept per host: one per worker thread, with room for a webhook handler's calls.
-POOL_SIZE = 32
+from pipeline.http_pool import pool_manager
 
 
 class Urllib3Client(stripe.HTTPClient):
@@ -25,15 +22,9 @@ class Urllib3Client(stripe.HTTPClient):
 
     name = "urllib3"
 
-    def __init__(self, timeout_s: float, proxy: str | None = None) -> None:
+    def __init__(self, api_base: str | None, timeout_s: float) -> None:
         super().__init__()
-        settings: dict[str, Any] = {
-            "maxsize": POOL_SIZE,
-            "timeout": urllib3.Timeout(connect=timeout_s, read=timeout_s),
-            "retries": False,
-            "ca_certs": stripe.ca_bundle_path,
-        }
-        self._pool = urllib3.ProxyManager(proxy, **settings) if proxy else urllib3.PoolManager(**settings)
+        self._pool = pool_manager(api_base or "https://api.stripe.com", timeout_s, ca_certs=stripe.ca_bundle_path)
 
     # `_usage` is the SDK's telemetry, which its own clients take and drop as well.
     def request(
@@ -67,8 +58,9 @@ class Urllib3Client(stripe.HTTPClient):
         self, method: str, url: str, headers: Mapping[str, str] | None, body: Any, *, stream: bool
     ) -> urllib3.BaseHTTPResponse:
         try:
+            sent_headers = dict(headers or {})
             return self._pool.request(
-                method, url, body=body, headers=dict(headers or {}), redirect=False, preload_content=not stream
+                method, url, body=body, headers=sent_headers, redirect=False, preload_content=not stream
             )
         except urllib3.exceptions.HTTPError as error:
             # Never sent, or sent with the answer lost: the SDK's APIConnectionError, which the saga treats as in doubt.
@@ -77,12 +69,5 @@ class Urllib3Client(stripe.HTTPClient):
 
 
 def http_client(api_base: str | None, timeout_s: float) -> Urllib3Client:
-    """The process's Stripe HTTP client, with the proxy the environment sets for Stripe's address read once."""
-    return Urllib3Client(timeout_s, environment_proxy(api_base))
-
-
-def environment_proxy(api_base: str | None) -> str | None:
-    """The proxy the environment sets for Stripe's address (HTTPS_PROXY, ALL_PROXY, NO_PROXY), if any."""
-    address = api_base or "https://api.stripe.com"
-    proxies = get_environ_proxies(address)  # {} when NO_PROXY covers the address
-    return proxies.get(urlsplit(address).scheme) or proxies.get("all")
+    """The process's Stripe HTTP client (`api_base=None`: the real Stripe)."""
+    return Urllib3Client(api_base, timeout_s)

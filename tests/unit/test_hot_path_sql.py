@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models.db import _compiled
-from models.tables import ORDERS
 from models.status import ReservationStatus
+from models.tables import ORDERS
 from pipeline import ledger, order_store, stock
 from pipeline.database_errors import database_bug
 

@@ -1,4 +1,4 @@
-"""The Stripe HTTP session reads proxies from the environment once; these are the rules it applies."""
+"""The providers' HTTP clients read proxies from the environment once; these are the rules they apply."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import pytest
 import stripe
 import urllib3
 
-from pipeline.stripe_http import environment_proxy, http_client
+from pipeline.http_pool import environment_proxy
+from pipeline.stripe_http import http_client
 
+STRIPE = "https://api.stripe.com"
 PROXY_VARIABLES = (
     "HTTPS_PROXY",
     "https_proxy",
@@ -27,30 +29,30 @@ def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_proxy_configured() -> None:
-    assert environment_proxy(None) is None
+    assert environment_proxy(STRIPE) is None
 
 
 def test_https_proxy_applies_to_real_stripe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
-    assert environment_proxy(None) == "http://egress:3128"
+    assert environment_proxy(STRIPE) == "http://egress:3128"
 
 
 def test_http_proxy_applies_to_a_plain_http_base(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://egress:3128")
     assert environment_proxy("http://stripe.internal:12111") == "http://egress:3128"
-    assert environment_proxy(None) is None, "HTTP_PROXY does not cover https://api.stripe.com"
+    assert environment_proxy(STRIPE) is None, "HTTP_PROXY does not cover https://api.stripe.com"
 
 
 def test_all_proxy_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALL_PROXY", "socks5://egress:1080")
-    assert environment_proxy(None) == "socks5://egress:1080"
+    assert environment_proxy(STRIPE) == "socks5://egress:1080"
 
 
 def test_no_proxy_exempts_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     assert environment_proxy("https://127.0.0.1:12111") is None
-    assert environment_proxy(None) == "http://egress:3128"
+    assert environment_proxy(STRIPE) == "http://egress:3128"
 
 
 def test_the_client_verifies_tls_against_the_sdks_bundle_retries_nothing_and_goes_through_the_proxy(
