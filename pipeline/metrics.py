@@ -15,6 +15,12 @@ STEP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 STEP_FAILURES = Counter("orderflow_step_failures_total", "Failed attempts by error code.", ["step", "kind", "code"])
+STEPS_HANDED_ON = Counter(
+    "orderflow_steps_handed_on_total",
+    "Forward steps that ran on in the same worker thread as the step before them (inline), or were sent as a "
+    "message of their own (message: the first step, a retry, a chain out of time).",
+    ["step", "how"],
+)
 COMPENSATIONS = Counter("orderflow_compensations_total", "Sagas that started compensating, by reason.", ["reason"])
 ORDERS_FINISHED = Counter("orderflow_orders_finished_total", "Orders reaching a terminal state.", ["status"])
 TIME_TO_SHIP = Histogram(

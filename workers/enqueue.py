@@ -15,10 +15,14 @@ from pipeline import saga
 from workers.broker import installed
 
 
-def send(actor: str, order_id: uuid.UUID | str, delay_ms: int | None = None) -> None:
-    """Enqueue `actor(order_id)`; call only after the transaction that calls for it has committed."""
+def send(actor: str, order_id: uuid.UUID | str, delay_ms: int | None = None, *, retried: int = 0) -> None:
+    """Enqueue `actor(order_id)`; call only after the transaction that calls for it has committed.
+
+    `retried` counts attempts already made elsewhere against the actor's retry budget (Dramatiq's `retries`).
+    """
+    options = {"retries": retried} if retried else {}
     message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=saga.queue_of(actor), actor_name=actor, args=(str(order_id),), kwargs={}, options={}
+        queue_name=saga.queue_of(actor), actor_name=actor, args=(str(order_id),), kwargs={}, options=options
     )
     installed().enqueue(message, delay=delay_ms)
 
