@@ -10,6 +10,10 @@ import urllib3
 
 from pipeline.http_pool import pool_manager
 
+Headers = Mapping[str, str] | None
+Usage = list[str] | None
+Answer = tuple[Any, int, Mapping[str, str]]  # body (bytes, or the response to stream), status, headers
+
 
 class Urllib3Client(stripe.HTTPClient):
     """The SDK's requests sent on a urllib3 pool manager: thread-safe, connections kept alive.
@@ -26,37 +30,23 @@ class Urllib3Client(stripe.HTTPClient):
         super().__init__()
         self._pool = pool_manager(api_base or "https://api.stripe.com", timeout_s, ca_certs=stripe.ca_bundle_path)
 
-    # `_usage` is the SDK's telemetry, which its own clients take and drop as well.
+    # The SDK's interface: `_usage` is its telemetry, which its own clients take and drop as well.
     def request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-        *,
-        _usage: list[str] | None = None,
-    ) -> tuple[Any, int, Mapping[str, str]]:
+        self, method: str, url: str, headers: Headers, post_data: Any = None, *, _usage: Usage = None
+    ) -> Answer:
         response = self._send(method, url, headers, post_data, stream=False)
         return response.data, response.status, response.headers
 
     def request_stream(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-        *,
-        _usage: list[str] | None = None,
-    ) -> tuple[Any, int, Mapping[str, str]]:
+        self, method: str, url: str, headers: Headers, post_data: Any = None, *, _usage: Usage = None
+    ) -> Answer:
         response = self._send(method, url, headers, post_data, stream=True)
         return response, response.status, response.headers
 
     def close(self) -> None:
         self._pool.clear()
 
-    def _send(
-        self, method: str, url: str, headers: Mapping[str, str] | None, body: Any, *, stream: bool
-    ) -> urllib3.BaseHTTPResponse:
+    def _send(self, method: str, url: str, headers: Headers, body: Any, *, stream: bool) -> urllib3.BaseHTTPResponse:
         try:
             sent_headers = dict(headers or {})
             return self._pool.request(
