@@ -126,8 +126,8 @@ class HttpCarrier:
         **kwargs: Any,
     ) -> T:
         """One request, its answer parsed; `in_doubt` marks a call whose effect may stand though its answer is lost."""
+        url, sent_headers = self._base_url + path, self._headers | (headers or {})
         try:
-            url, sent_headers = self._base_url + path, self._headers | (headers or {})
             response = self._pool.request(method, url, headers=sent_headers, redirect=False, **kwargs)
         except _NOT_SENT as e:
             raise TransientError(f"could not reach the carrier: {e!r}") from e

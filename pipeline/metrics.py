@@ -17,8 +17,8 @@ STEP_SECONDS = Histogram(
 STEP_FAILURES = Counter("orderflow_step_failures_total", "Failed attempts by error code.", ["step", "kind", "code"])
 STEPS_HANDED_ON = Counter(
     "orderflow_steps_handed_on_total",
-    "Forward steps that ran on in the same worker thread as the step before them (inline), or were sent as a "
-    "message of their own (message: the first step, a retry, a chain out of time).",
+    "Forward steps handed on by the step before them: run in the same worker thread (inline), or sent as a "
+    "message of their own (message: that step failed at once, the thread's time ran out, or one step ran alone).",
     ["step", "how"],
 )
 COMPENSATIONS = Counter("orderflow_compensations_total", "Sagas that started compensating, by reason.", ["reason"])

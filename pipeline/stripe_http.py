@@ -48,9 +48,8 @@ class Urllib3Client(stripe.HTTPClient):
 
     def _send(self, method: str, url: str, headers: Headers, body: Any, *, stream: bool) -> urllib3.BaseHTTPResponse:
         try:
-            sent_headers = dict(headers or {})
             return self._pool.request(
-                method, url, body=body, headers=sent_headers, redirect=False, preload_content=not stream
+                method, url, body=body, headers=headers, redirect=False, preload_content=not stream
             )
         except urllib3.exceptions.HTTPError as error:
             # Never sent, or sent with the answer lost: the SDK's APIConnectionError, which the saga treats as in doubt.

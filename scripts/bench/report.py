@@ -35,10 +35,11 @@ def report(
         "started_at": started.isoformat(),
         "notes": notes,
     }
+    counted = statements or {}
     for phase, runs in results.items():
         document[phase] = {"runs": runs, "summary": summarize(runs)}
-        if (statements or {}).get(phase):
-            document[phase]["statements"] = (statements or {})[phase]
+        if counted.get(phase):
+            document[phase]["statements"] = counted[phase]
     if results.get("baseline") and results.get("orderflow"):
         pairs = zip(results["orderflow"], results["baseline"], strict=True)
         ratios = [of["orders_per_s"] / base["orders_per_s"] for of, base in pairs]

@@ -92,13 +92,17 @@ def count(phase: str, config: BenchConfig, target: Target) -> dict[str, Any] | N
     if log_path is None:
         target.note("Statements per order not counted: the Postgres server's log is not readable here")
         return None
-    with psycopg.connect(target.libpq(), autocommit=True) as database:
-        database.execute(f"ALTER DATABASE \"{target.dbname}\" SET log_statement = 'all'")
+    _log_statements(target, "SET log_statement = 'all'")
     try:
         small = replace(config, orders=PASS_ORDERS, warmup=PASS_WARMUP)
         log = StatementLog(log_path)
         saga_run(phase, small, target, repetition=config.repeat, statements=log)
         return log.counted(PASS_ORDERS)
     finally:
-        with psycopg.connect(target.libpq(), autocommit=True) as database:
-            database.execute(f'ALTER DATABASE "{target.dbname}" RESET log_statement')
+        _log_statements(target, "RESET log_statement")
+
+
+def _log_statements(target: Target, setting: str) -> None:
+    """Change the throwaway database's logging; its new sessions (the pass's workers) take it up."""
+    with psycopg.connect(target.libpq(), autocommit=True) as database:
+        database.execute(f'ALTER DATABASE "{target.dbname}" {setting}')

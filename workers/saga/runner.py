@@ -41,14 +41,14 @@ CHAIN_BUDGET_S = 30.0
 
 
 def run_action(step: str, order_id: str, adapters: Adapters | None = None) -> None:
-    """Run one forward step and send the next one as a message; permanent failure starts compensation, anything
-    else is retried by Dramatiq."""
-    adapters = adapters or process_adapters()
-    _send(_attempt(step, StepKind.ACTION, order_id, adapters, _act, fail_permanently), order_id)
+    """Run one forward step and send the next one as a message (operator tools, tests); see `run_actions`."""
+    run_actions(step, order_id, adapters, budget_s=0)
 
 
-def run_actions(step: str, order_id: str, adapters: Adapters | None = None) -> None:
+def run_actions(step: str, order_id: str, adapters: Adapters | None = None, budget_s: float = CHAIN_BUDGET_S) -> None:
     """Run a forward step, then the order's next steps in this thread for as long as each succeeds at once.
+
+    Permanent failure starts compensation; anything else raised by the message's own step is retried by Dramatiq.
 
     A message per step cost about a fifth of a worker's CPU per order (enqueue, fetch and ack on Redis, and the
     middleware around each), so the steps after the message's own run on without one. Each still runs in its
@@ -59,7 +59,7 @@ def run_actions(step: str, order_id: str, adapters: Adapters | None = None) -> N
     own step is retried by Dramatiq as before.
     """
     adapters = adapters or process_adapters()
-    deadline = time.monotonic() + CHAIN_BUDGET_S
+    deadline = time.monotonic() + budget_s
     follow_up = _attempt(step, StepKind.ACTION, order_id, adapters, _act, fail_permanently)
     while follow_up is not None and follow_up in saga.BY_NAME and time.monotonic() < deadline:
         follow_up = _run_on(follow_up, order_id, adapters)
