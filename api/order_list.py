@@ -15,8 +15,10 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from api.views import wire_time
+from models.orders import status_condition
 
-# Newest first, ties by id: the order of the (client_id, [status | user_id,] created_at, id) indexes, read backwards.
+# Newest first, ties by id: the order of the (client_id, [terminal_status | user_id,] created_at, id) indexes,
+# read backwards.
 SELECT_PAGE = """
 SELECT o.id, o.status, o.user_id, o.total_cents, o.currency, o.shipping_address, o.customer_email, o.created_at,
        COALESCE((SELECT json_agg(json_build_object('productId', l.product_id, 'quantity', l.quantity,
@@ -30,10 +32,29 @@ LIMIT %(rows)s
 # Each filter the list takes, as a fixed fragment: values only ever travel as parameters.
 CONDITIONS = {
     "client_id": "o.client_id = %(client_id)s",
-    "status": "o.status = %(status)s",
     "user_id": "o.user_id = %(user_id)s",
     "after": "(o.created_at, o.id) < (%(after_at)s, %(after_id)s)",
 }
+
+
+def page_query(
+    rows: int,
+    *,
+    client_id: str | None,
+    status: str | None,
+    user_id: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The statement and parameters of one page: up to `rows` orders (newest first) of one client (None: every
+    client) after a position, with their lines."""
+    params: dict[str, Any] = {"rows": rows, "client_id": client_id, "status": status, "user_id": user_id}
+    chosen = [CONDITIONS[name] for name in ("client_id", "user_id") if params[name] is not None]
+    if status is not None:
+        chosen.append(status_condition(status, "%(status)s"))
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+        chosen.append(CONDITIONS["after"])
+    return SELECT_PAGE.format(conditions=" AND ".join(chosen) or "true"), params
 
 
 async def order_rows(
@@ -45,14 +66,8 @@ async def order_rows(
     user_id: str | None,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> list[dict[str, Any]]:
-    """Up to `rows` orders (newest first) of one client (None: every client) after a position, with their lines."""
-    params: dict[str, Any] = {"rows": rows, "client_id": client_id, "status": status, "user_id": user_id}
-    if after is not None:
-        params["after_at"], params["after_id"] = after
-    chosen = [CONDITIONS[name] for name in ("client_id", "status", "user_id") if params[name] is not None]
-    if after is not None:
-        chosen.append(CONDITIONS["after"])
-    query = SELECT_PAGE.format(conditions=" AND ".join(chosen) or "true")
+    """One page (see page_query) read on the API's pool."""
+    query, params = page_query(rows, client_id=client_id, status=status, user_id=user_id, after=after)
     async with pool.connection() as connection:
         cursor = connection.cursor(row_factory=dict_row)
         await cursor.execute(query, params)

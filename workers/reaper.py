@@ -28,7 +28,7 @@ from sqlalchemy import Select, exists, func, select
 from models.db import transaction
 from models.inventory import Reservation
 from models.orders import Order
-from models.status import TERMINAL_VALUES, OrderStatus, ReservationStatus
+from models.status import OrderStatus, ReservationStatus
 from pipeline import metrics, saga
 from pipeline.config import Settings, get_settings
 from pipeline.errors import RedeliveryLimit, ReservationExpired
@@ -44,7 +44,7 @@ from workers.saga.runner import fail, give_up
 from workers.webhooks.fanout import webhook_pass
 
 log = structlog.get_logger("orderflow.reaper")
-LIVE = Order.status.not_in(TERMINAL_VALUES)
+LIVE = Order.terminal_status.is_(None)
 # A re-drive that does not help doubles the next lease, up to this factor.
 MAX_LEASE_FACTOR = 8
 

@@ -12,11 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import select, tuple_
-from sqlalchemy.dialects import postgresql
 
+from api import order_list
 from api.pagination import encode_cursor
-from models.orders import Order
 from models.status import OrderStatus
 
 # (sku, name, price in cents): a small catalogue, so every line names one of a few products.
@@ -172,18 +170,11 @@ def explain(
     status: str | None = None,
     user: str | None = None,
 ) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the page query `GET /v1/orders` builds (api/orders.py list_orders), summed up."""
-    chosen = [
-        column == value
-        for column, value in ((Order.client_id, client), (Order.status, status), (Order.user_id, user))
-        if value
-    ]
-    query = select(Order).where(*chosen)
-    if after is not None:
-        query = query.where(tuple_(Order.created_at, Order.id) < after.key)
-    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(size + 1)
-    compiled = query.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
-    row = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {compiled}", compiled.params).fetchone()
+    """EXPLAIN (ANALYZE, BUFFERS) of the page query `GET /v1/orders` runs (api/order_list.py), summed up."""
+    query, params = order_list.page_query(
+        size + 1, client_id=client, status=status, user_id=user, after=None if after is None else after.key
+    )
+    row = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query}", params).fetchone()
     assert row is not None
     return plan_summary(row[0][0])
 

@@ -133,6 +133,9 @@ def test_a_tiny_list_bench_measures_every_case_on_both_tables_and_reaches_the_re
     for case in ("client, deep page", "admin, deep page"):
         plan = document["full"]["plans"][case]
         assert "Index Scan" in plan["plan"] and not plan["sorted"] and plan["rows"] == 11, plan
+    # ... and so is a terminal status's page, along (client_id, terminal_status, created_at, id)
+    plan = document["full"]["plans"]["client, first page by status"]
+    assert "ix_orders_client_terminal_created" in plan["plan"] and not plan["sorted"], plan
 
     # And every case has its ratio and verdict; the two targets are reported, not as specified at this size
     assert set(document["ratio_p99"]) == set(document["verdicts"]) == set(CASES)

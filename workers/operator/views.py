@@ -15,7 +15,7 @@ from models.db import engine_for, unit_of_work
 from models.orders import Order
 from models.payments import Payment, Refund
 from models.saga import SagaStep, Shipment
-from models.status import TERMINAL_SQL, TERMINAL_STATUSES, TERMINAL_VALUES, OrderStatus
+from models.status import TERMINAL_STATUSES, TERMINAL_VALUES, OrderStatus
 from pipeline import order_events, saga
 
 
@@ -87,18 +87,19 @@ STUCK = """
     WHERE {stuck}
     ORDER BY o.created_at LIMIT :limit
 """
-# Live orders (ix_orders_live_lease) whose lease ran out, or with no progress for :idle_s.
+# Live orders (the NULL range of ix_orders_terminal_created) whose lease ran out, or with no progress for :idle_s.
 STALLED = text(
     STUCK.format(
         # OFFSET 0 keeps the planner from walking every order by created_at to find the few live ones.
-        orders=f"(SELECT * FROM orders WHERE status NOT IN {TERMINAL_SQL} OFFSET 0)",
+        orders="(SELECT * FROM orders WHERE terminal_status IS NULL OFFSET 0)",
         stuck="o.lease_expires_at < now() OR COALESCE(p.at, o.created_at) < now() - make_interval(secs => :idle_s)",
     )
 )
-# The parked ones, oldest first along ix_orders_status_created: every one counts.
+# The parked ones, oldest first along ix_orders_terminal_created: every one counts.
 PARKED = text(
     STUCK.format(
-        orders="(SELECT * FROM orders WHERE status = 'needs_attention' ORDER BY created_at LIMIT :limit)", stuck="true"
+        orders="(SELECT * FROM orders WHERE terminal_status = 'needs_attention' ORDER BY created_at LIMIT :limit)",
+        stuck="true",
     )
 )
 
@@ -128,13 +129,13 @@ def _listed(database_url: str, query: Any, limit: int, idle_s: float = 0.0) -> l
     return rows
 
 
-# Orders in every status that does not grow with history: the live ones (through ix_orders_live_lease, whose
-# predicate this repeats) and the parked ones (a range of ix_orders_status_created). Shipped and cancelled orders
+# Orders in every status that does not grow with history: the live ones and the parked ones, two ranges of
+# ix_orders_terminal_created. Shipped and cancelled orders
 # only accumulate: counting them read the whole table (1 s at a million orders); their rates are
 # `throughput` here and orderflow_orders_finished_total.
-OPEN_COUNTS = text(f"""
-    SELECT status, count(*) FROM orders WHERE status NOT IN {TERMINAL_SQL} GROUP BY status
-    UNION ALL SELECT status, count(*) FROM orders WHERE status = 'needs_attention' GROUP BY status
+OPEN_COUNTS = text("""
+    SELECT status, count(*) FROM orders WHERE terminal_status IS NULL GROUP BY status
+    UNION ALL SELECT status, count(*) FROM orders WHERE terminal_status = 'needs_attention' GROUP BY status
 """)
 OPEN_STATUSES = tuple(s.value for s in OrderStatus if s not in TERMINAL_STATUSES or s is OrderStatus.NEEDS_ATTENTION)
 
