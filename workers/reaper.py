@@ -45,6 +45,7 @@ from workers.webhooks.fanout import webhook_pass
 
 log = structlog.get_logger("orderflow.reaper")
 LIVE = Order.terminal_status.is_(None)
+EXPIRED_LEASE = (LIVE, Order.lease_expires_at < func.now())
 # A re-drive that does not help doubles the next lease, up to this factor.
 MAX_LEASE_FACTOR = 8
 
@@ -77,15 +78,8 @@ def sweep(database_url: str, policy: Policy, limit: int = 500) -> Sweep:
     queue_ages = _queue_ages()
     result = Sweep([], [], [])
     with transaction(database_url) as connection:
-        expired_lease = (LIVE, Order.lease_expires_at < func.now())
-        metrics.STALLED.set(connection.scalar(select(func.count()).where(*expired_lease)) or 0)
-        stalled = connection.execute(
-            select(Order.id, Order.status, Order.current_step, Order.deliveries, Order.updated_at)
-            .where(*expired_lease)
-            .order_by(Order.lease_expires_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+        metrics.STALLED.set(connection.scalar(select(func.count()).where(*EXPIRED_LEASE)) or 0)
+        stalled = connection.execute(_stalled(limit)).all()
         now = datetime.now(UTC)
         waiting = []
         for order_id, status, current_step, deliveries, last_progress in stalled:
@@ -109,6 +103,17 @@ def sweep(database_url: str, policy: Policy, limit: int = 500) -> Sweep:
     return result
 
 
+def _stalled(limit: int) -> Select[uuid.UUID, str, str | None, int, datetime]:
+    """Live orders whose lease ran out, the longest expired first (and whose row is not locked by a step)."""
+    return (
+        select(Order.id, Order.status, Order.current_step, Order.deliveries, Order.updated_at)
+        .where(*EXPIRED_LEASE)
+        .order_by(Order.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
 def _expired_reservations(ttl_s: float, limit: int) -> Select[uuid.UUID]:
     """Reserved orders whose stock has been held longer than the TTL (and whose row is not locked by a step)."""
     held_too_long = exists().where(
@@ -118,7 +123,7 @@ def _expired_reservations(ttl_s: float, limit: int) -> Select[uuid.UUID]:
     )
     return (
         select(Order.id)
-        .where(Order.status == OrderStatus.RESERVED, held_too_long)
+        .where(LIVE, Order.status == OrderStatus.RESERVED, held_too_long)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Order)
     )
