@@ -162,11 +162,11 @@ class Settings(BaseSettings):
     stripe_event_ttl_s: float = 2592000.0
     order_event_ttl_s: float = 2592000.0
     local_delivery_ttl_s: float = 2592000.0
-    # The operator console (/console): how long a sign-in lasts (at most as long as the token signed in with), and
-    # whether its cookie is Secure (sent over HTTPS only). Set it behind TLS; it is always Secure on an https URL.
     # The reaper's kept-money net re-reads the payments and refunds changed in this window (7 days); a change
     # older than that is what `orderctl audit` reports as "cancelled order kept money".
     kept_money_lookback_s: float = Field(default=604800.0, gt=0)
+    # The operator console (/console): how long a sign-in lasts (at most as long as the token signed in with), and
+    # whether its cookie is Secure (sent over HTTPS only). Set it behind TLS; it is always Secure on an https URL.
     console_session_ttl_s: int = Field(default=28800, ge=60)
     console_secure_cookie: bool = False
 
