@@ -24,10 +24,13 @@ import psycopg
 from scripts.bench import list_data
 from scripts.bench.config import BenchConfig
 from scripts.bench.console_pages import page_p99_ms
-from scripts.bench.database import Target
+from scripts.bench.database import BENCH_CLIENTS, LOAD_CLIENT, Target
 
 CLIENTS = 100
 TIMINGS = 5  # each operator read is timed this many times; the median is reported
+# The open orders both columns' operator reads see (see same_open_orders).
+LIVE_AT_READS = 500
+PARKED_AT_READS = 200
 SETTLE_S = 300.0  # the longest the bench waits for autovacuum after loading the history
 
 # What the saga leaves behind an order, derived from the copied orders (set-based: no row leaves Postgres).
@@ -111,6 +114,7 @@ def operator_reads(target: Target) -> dict[str, float]:
     from workers.reaper import Policy, sweep
 
     database_url = target.database_url
+    same_open_orders(target)
 
     reads: dict[str, Callable[[], object]] = {
         "reaper sweep": lambda: sweep(database_url, Policy()),
@@ -125,6 +129,28 @@ def operator_reads(target: Target) -> dict[str, float]:
         timings |= page_p99_ms(target)  # the console's app installs its broker too: inside the block
     dispose_engines()  # an idle pooled connection would hold up the next phase's quiet counters
     return timings
+
+
+def same_open_orders(target: Target) -> None:
+    """Replace what the last phase left (a backlog whose size depends on how far the open loop fell behind) with
+    the same open orders on both sides: LIVE_AT_READS in flight, lease running, and PARKED_AT_READS parked.
+
+    So the reaper re-drives nothing and `stuck` lists as many parked orders on both sides (the history's own 1%
+    parked come on top), and what differs between the two columns is the history alone.
+    """
+    with psycopg.connect(target.libpq()) as conn:
+        conn.execute("DELETE FROM orders WHERE client_id = ANY(%s)", [list(BENCH_CLIENTS)])
+        for status, number, lease in (
+            ("reserved", LIVE_AT_READS, "now() + interval '1 hour'"),
+            ("needs_attention", PARKED_AT_READS, "NULL"),
+        ):
+            conn.execute(
+                "INSERT INTO orders (client_id, user_id, status, currency, total_cents, payment_method_id, "
+                "shipping_address, last_error, current_step, lease_expires_at) "
+                f"SELECT %s, 'bench-open-' || n, %s, 'USD', 1250, 'pm_card_visa', '{{}}', %s, NULL, {lease} "
+                "FROM generate_series(1, %s) AS n",
+                (LOAD_CLIENT, status, list_data.PARKED_ERROR if status == "needs_attention" else None, number),
+            )
 
 
 def _every_eighth_sweep(database_url: str) -> None:
