@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
@@ -76,7 +76,7 @@ def test_no_index_on_orders_names_a_column_that_a_move_between_live_statuses_cha
 
 # What runs every sweep, every `stats`/`stuck`, and every filtered page: none may read the whole table.
 STATEMENTS = {
-    "reaper: stalled count": reaper.select(reaper.func.count()).where(*reaper.EXPIRED_LEASE),
+    "reaper: stalled count": select(func.count()).where(*reaper.EXPIRED_LEASE),
     "reaper: stalled orders": reaper._stalled(500),
     "reaper: expired reservations": reaper._expired_reservations(900.0, 500),
     "stats: open counts": views.OPEN_COUNTS,
