@@ -24,7 +24,7 @@ import psycopg
 from scripts.bench import list_data
 from scripts.bench.config import BenchConfig
 from scripts.bench.console_pages import page_p99_ms
-from scripts.bench.database import BENCH_CLIENTS, LOAD_CLIENT, Target
+from scripts.bench.database import LOAD_CLIENT, Target, remove_bench_orders
 
 CLIENTS = 100
 TIMINGS = 5  # each operator read is timed this many times; the median is reported
@@ -139,7 +139,7 @@ def same_open_orders(target: Target) -> None:
     parked come on top), and what differs between the two columns is the history alone.
     """
     with psycopg.connect(target.libpq()) as conn:
-        conn.execute("DELETE FROM orders WHERE client_id = ANY(%s)", [list(BENCH_CLIENTS)])
+        remove_bench_orders(conn)
         for status, number, lease in (
             ("reserved", LIVE_AT_READS, "now() + interval '1 hour'"),
             ("needs_attention", PARKED_AT_READS, "NULL"),
