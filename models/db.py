@@ -97,6 +97,22 @@ def single_statements(url: str) -> Iterator[Connection]:
         yield connection
 
 
+@contextmanager
+def savepoint(connection: Connection) -> Iterator[None]:
+    """If the block raises, undo what it wrote (and only that) and re-raise; the transaction goes on usable.
+
+    One round trip: the savepoint is never released, the transaction's commit ends it (SQLAlchemy's
+    `begin_nested` sends a RELEASE, a second round trip, and compiles both through its execution path).
+    """
+    driver = _driver(connection)
+    driver.execute("SAVEPOINT block")
+    try:
+        yield
+    except Exception:
+        driver.execute("ROLLBACK TO SAVEPOINT block")
+        raise
+
+
 def run(connection: Connection, statement: ClauseElement, parameters: Mapping[str, Any]) -> psycopg.Cursor[Any]:
     """Run a statement built once, as a prepared statement on the psycopg connection under `connection`.
 
@@ -106,8 +122,11 @@ def run(connection: Connection, statement: ClauseElement, parameters: Mapping[st
     are (no JSON to serialise, no IN list to expand).
     """
     sql, defaults = _compiled(statement, tuple(parameters))
-    driver = cast(psycopg.Connection[Any], connection.connection.driver_connection)
-    return driver.execute(sql, {**defaults, **parameters}, prepare=True)
+    return _driver(connection).execute(sql, {**defaults, **parameters}, prepare=True)
+
+
+def _driver(connection: Connection) -> psycopg.Connection[Any]:
+    return cast(psycopg.Connection[Any], connection.connection.driver_connection)
 
 
 def run_scalar(connection: Connection, statement: ClauseElement, parameters: Mapping[str, Any]) -> Any:

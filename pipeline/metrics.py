@@ -17,8 +17,9 @@ STEP_SECONDS = Histogram(
 STEP_FAILURES = Counter("orderflow_step_failures_total", "Failed attempts by error code.", ["step", "kind", "code"])
 STEPS_HANDED_ON = Counter(
     "orderflow_steps_handed_on_total",
-    "Forward steps handed on by the step before them: run in the same worker thread (inline), or sent as a "
-    "message of their own (message: that step failed at once, the thread's time ran out, or one step ran alone).",
+    "Forward steps handed on by the step before them: run in the same worker thread (inline), in the same "
+    "transaction too (joined), or sent as a message of their own (message: that step failed at once, the "
+    "thread's time ran out, or one step ran alone).",
     ["step", "how"],
 )
 COMPENSATIONS = Counter("orderflow_compensations_total", "Sagas that started compensating, by reason.", ["reason"])

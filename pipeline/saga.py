@@ -26,13 +26,17 @@ class Retry:
 
 @dataclass(frozen=True)
 class Step:
-    """One forward step: its actor, the status it leaves the order in, its undo, and its queue."""
+    """One forward step: its actor, the status it leaves the order in, its undo, and its queue.
+
+    A step that `joins` runs in the transaction of the step before it, when that ran in the same thread.
+    """
 
     name: str
     done: OrderStatus
     undo: str | None
     queue: str
     retry: Retry = Retry()
+    joins: bool = False
 
 
 # Payment providers have longer outages than our own database; compensations must not give up early.
@@ -42,8 +46,19 @@ COMPENSATION_RETRY = Retry(max_retries=10, min_backoff_ms=500, max_backoff_ms=30
 STEPS: tuple[Step, ...] = (
     Step("reserve_stock", done=OrderStatus.RESERVED, undo="release_stock", queue="stock"),
     Step("charge_payment", done=OrderStatus.PAID, undo="refund_payment", queue="payments", retry=PROVIDER_RETRY),
-    Step("confirm", done=OrderStatus.CONFIRMED, undo="unconfirm", queue="orders"),
-    Step("notify", done=OrderStatus.NOTIFIED, undo="send_cancellation", queue="fulfilment", retry=PROVIDER_RETRY),
+    # Confirm and notify join the charge's transaction: it holds no row another order needs (the stock is
+    # committed before the charge), and the e-mail goes last, so a crash before the commit resends it no more
+    # often than a crash in a transaction of its own would. The shipment then starts a transaction of its own,
+    # because SMTP has no idempotency key: a crash in the carrier call must not send the e-mail again.
+    Step("confirm", done=OrderStatus.CONFIRMED, undo="unconfirm", queue="orders", joins=True),
+    Step(
+        "notify",
+        done=OrderStatus.NOTIFIED,
+        undo="send_cancellation",
+        queue="fulfilment",
+        retry=PROVIDER_RETRY,
+        joins=True,
+    ),
     # Voiding works only until the carrier picks the parcel up; after that the order is shipped, never refunded.
     Step("ship", done=OrderStatus.SHIPPED, undo="cancel_shipment", queue="fulfilment", retry=PROVIDER_RETRY),
 )
@@ -62,6 +77,11 @@ WEBHOOK_QUEUE = "webhooks"
 def retry_of(actor: str) -> Retry:
     """The table's retry policy of an action or compensation."""
     return BY_NAME[actor].retry if actor in BY_NAME else COMPENSATION_RETRY
+
+
+def joins(actor: str | None) -> bool:
+    """True for a forward step that runs in the transaction of the step before it (see `Step`)."""
+    return actor in BY_NAME and BY_NAME[actor].joins
 
 
 def queue_of(actor: str) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeGuard
 
 import structlog
 from sqlalchemy import Connection
 
-from models.db import transaction
+from models.db import savepoint, transaction
 from models.status import OrderStatus, StepKind, StepOutcome
 from pipeline import metrics, saga
 from pipeline.adapters import Adapters, process_adapters
@@ -51,26 +53,51 @@ def run_actions(step: str, order_id: str, adapters: Adapters | None = None, budg
     Permanent failure starts compensation; anything else raised by the message's own step is retried by Dramatiq.
 
     A message per step cost about a fifth of a worker's CPU per order (enqueue, fetch and ack on Redis, and the
-    middleware around each), so the steps after the message's own run on without one. Each still runs in its
-    own transaction under the order's row lock and commits its move and lease before the next starts: a crash
+    middleware around each), so the steps after the message's own run on without one. Each runs under the
+    order's row lock and commits its move and lease before a step that starts a transaction of its own: a crash
     between them leaves the order leased to its next step, and the message, never acked, is delivered again and
     resends that step (a step the order has passed is skipped with a resend), or the reaper re-drives it.
+    A step that joins (`saga.Step.joins`) runs in the transaction before it, behind a savepoint.
     A step that fails at once gets a message of its own, which retries it with its own policy; this message's
     own step is retried by Dramatiq as before.
     """
     adapters = adapters or process_adapters()
-    deadline = time.monotonic() + budget_s
-    follow_up = _attempt(step, StepKind.ACTION, order_id, adapters, _act, fail_permanently)
-    while follow_up is not None and follow_up in saga.BY_NAME and time.monotonic() < deadline:
-        follow_up = _run_on(follow_up, order_id, adapters)
+    chain = _Chain(time.monotonic() + budget_s)
+    follow_up = _attempt(step, StepKind.ACTION, order_id, adapters, chain.act, fail_permanently)
+    while follow_up is not None and follow_up in saga.BY_NAME and (chain.failed or chain.time_left()):
+        follow_up = _run_on(follow_up, order_id, adapters, chain)
     _send(follow_up, order_id)
 
 
-def _run_on(step: str, order_id: str, adapters: Adapters) -> str | None:
+@dataclass
+class _Chain:
+    """One message's run of forward steps: until when it may go on, and a joined step's failure to handle."""
+
+    deadline: float
+    # A step that failed in the transaction of the step before it: rolled back to its savepoint, its failure is
+    # handled after the commit as that step's own attempt (retried by its policy, or compensated).
+    failed: tuple[str, Exception] | None = None
+
+    def time_left(self) -> bool:
+        return time.monotonic() < self.deadline
+
+    def joining(self, decision: saga.Decision) -> TypeGuard[saga.Send]:
+        """True when the step `decision` sends is to run in the transaction that sends it."""
+        return isinstance(decision, saga.Send) and saga.joins(decision.actor) and not self.failed and self.time_left()
+
+    def act(self, step: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str | None]:
+        if self.failed is not None and self.failed[0] == step:
+            error, self.failed = self.failed[1], None
+            raise error
+        return _act(step, order_id, adapters, self)
+
+
+def _run_on(step: str, order_id: str, adapters: Adapters, chain: _Chain) -> str | None:
     """One of the next steps, in this thread; if it fails at once it is sent as a message, retried by its policy."""
-    metrics.STEPS_HANDED_ON.labels(step, "inline").inc()
+    if chain.failed is None:
+        metrics.STEPS_HANDED_ON.labels(step, "inline").inc()
     try:
-        return _attempt(step, StepKind.ACTION, order_id, adapters, _act, fail_permanently)
+        return _attempt(step, StepKind.ACTION, order_id, adapters, chain.act, fail_permanently)
     except Exception:  # _attempt noted the retry (timeline, lease, metrics); this message is done, not failed
         # Its message is its retry: the failed try counts against the step's budget, as a first try would.
         send(step, order_id, delay_ms=get_settings().retry_of(step).min_backoff_ms, retried=1)
@@ -86,22 +113,55 @@ def _send(actor: str | None, order_id: str) -> None:
         metrics.STEPS_HANDED_ON.labels(actor, "message").inc()
 
 
-def _act(step: str, order_id: str, adapters: Adapters) -> tuple[StepOutcome, str | None]:
+def _act(step: str, order_id: str, adapters: Adapters, chain: _Chain | None = None) -> tuple[StepOutcome, str | None]:
+    """The step in a transaction of its own, with the next steps that join it while `chain` has time left."""
     started = datetime.now(UTC)
     with transaction(adapters.database_url) as connection:
         order = lock_order(connection, order_id)
         decision = saga.next_action(OrderStatus(order.status), order.current_step, saga.StepSucceeded(step))
         if isinstance(decision, saga.Ignore):
             return StepOutcome.SKIPPED, decision.resend  # redelivered, or overtaken by a cancel
-        assert isinstance(decision, saga.Send | saga.Finish) and decision.status is not None
-        ACTIONS[step](connection, order, adapters)
-        next_actor = decision.actor if isinstance(decision, saga.Send) else None
-        note = timeline_row(step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **message_info())
-        advance(connection, order, decision.status, next_actor, adapters.lease_s, note)
+        decision = _step(connection, order, step, decision, started, adapters)
+        while chain and chain.joining(decision):
+            decision = _joined(connection, order, decision, adapters, chain)
         created_at = order.created_at
     if isinstance(decision, saga.Finish):
         finished(decision.status, created_at)
-    return StepOutcome.SUCCEEDED, next_actor
+    return StepOutcome.SUCCEEDED, decision.actor if isinstance(decision, saga.Send) else None
+
+
+def _step(
+    connection: Connection,
+    order: LockedOrder,
+    step: str,
+    decision: saga.Decision,
+    started: datetime,
+    adapters: Adapters,
+) -> saga.Send | saga.Finish:
+    """Act, then record the attempt, move the order and lease it to the next step, in the caller's transaction."""
+    assert isinstance(decision, saga.Send | saga.Finish) and decision.status is not None
+    ACTIONS[step](connection, order, adapters)
+    next_actor = decision.actor if isinstance(decision, saga.Send) else None
+    note = timeline_row(step, StepKind.ACTION, StepOutcome.SUCCEEDED, started, **message_info())
+    advance(connection, order, decision.status, next_actor, adapters.lease_s, note)
+    return decision
+
+
+def _joined(
+    connection: Connection, order: LockedOrder, due: saga.Send, adapters: Adapters, chain: _Chain
+) -> saga.Send | saga.Finish:
+    """Run the step `due` sends in this transaction; if it fails, undo its part and leave it to `chain`."""
+    step, started, clock = due.actor, datetime.now(UTC), time.perf_counter()
+    decision = saga.next_action(OrderStatus(order.status), order.current_step, saga.StepSucceeded(step))
+    try:
+        with savepoint(connection):
+            decision = _step(connection, order, step, decision, started, adapters)
+    except Exception as error:
+        chain.failed = (step, error)
+        return due  # committed as it stands; the runner handles the failure as the step's own attempt
+    observe(step, StepKind.ACTION, StepOutcome.SUCCEEDED, clock)
+    metrics.STEPS_HANDED_ON.labels(step, "joined").inc()
+    return decision
 
 
 def fail_permanently(step: str, order_id: str, error: PipelineError, adapters: Adapters | None = None) -> None:
