@@ -6,10 +6,11 @@ import random
 import uuid
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
-from models.db import single_statements
+from models.db import run_scalar, single_statements
 from models.tables import LOCAL_DELIVERIES
 from pipeline.errors import TransientError
 from pipeline.retention import Prune
@@ -38,10 +39,10 @@ class LocalRecorder:
             "provider": self.provider,
             "idempotency_key": idempotency_key,
             "order_id": order_id,
-            "payload": payload,
+            "payload": Jsonb(payload),
         }
-        with single_statements(self.database_url) as connection:
-            delivery_id = connection.scalar(_FIRST_WINS, delivery)
+        with single_statements(self.database_url) as connection:  # a prepared statement: once per notice
+            delivery_id = run_scalar(connection, _FIRST_WINS, delivery)
         return f"{self.provider}-{delivery_id}"
 
 
