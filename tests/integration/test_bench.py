@@ -47,7 +47,8 @@ def test_a_tiny_bench_ships_every_order_of_both_chains_and_writes_a_well_formed_
         [measured] = document[phase]["runs"]
         assert (measured["orders"], measured["shipped"], measured["not_shipped"]) == (ORDERS, ORDERS, 0), phase
         assert measured["orders_per_s"] > 0 and measured["seconds"] > 0
-        assert measured["commits_per_order"] >= 5, "five steps, each in its own committed transaction"
+        # The bare chain's five steps; the saga's three transactions, its ledger's pre-charge row and the notifier's
+        assert measured["commits_per_order"] >= 5, "five commits per order"
         assert measured["cpu_s_per_order"]["workers"] > 0
         assert measured["cpu_s_per_order"]["total"] >= measured["cpu_s_per_order"]["workers"]
         assert measured["worker_processes"] == 1 and measured["peak_rss_mib_per_worker"] > 0
@@ -66,7 +67,8 @@ def test_a_tiny_bench_ships_every_order_of_both_chains_and_writes_a_well_formed_
     assert document["baseline"]["statements"]["per_order"] == 5
     assert document["baseline"]["statements"]["transaction_control_per_order"] == 0
     counted = document["orderflow"]["statements"]
-    assert counted["queries_per_order"] > 5 and counted["transaction_control_per_order"] >= 2 * 5
+    # BEGIN and COMMIT of the stock's, the money's and the shipment's transactions
+    assert counted["queries_per_order"] > 5 and counted["transaction_control_per_order"] >= 2 * 3
     assert counted["per_order"] == counted["queries_per_order"] + counted["transaction_control_per_order"]
 
     # And intake answered both loops without errors, and every answered POST wrote an order
