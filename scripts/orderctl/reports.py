@@ -63,7 +63,7 @@ def audit(
 
     Orders in flight are no violation; one whose lease ran out 15 minutes ago without the reaper moving it is.
     """
-    from pipeline.audit import EVER, INFO
+    from pipeline.audit import ALL_TIME_CHECKS, EVER, INFO
     from pipeline.audit import audit as run_audit
 
     window = options.since(since) if since else EVER
@@ -81,10 +81,13 @@ def audit(
     failed = sum(1 for check in checks if check["count"] and not str(check["check"]).startswith(INFO))
     if as_json:
         document = {"ok": not failed, "database": mask_password(url), "provider": ledger is not None}
-        emit_json(document | {"since": window.isoformat() if since else None, "checks": checks})
+        skipped = list(ALL_TIME_CHECKS) if since else []
+        emit_json(document | {"since": window.isoformat() if since else None, "checks": checks, "skipped": skipped})
     else:
         placed = f", orders placed since {window.isoformat(timespec='seconds')}" if since else ""
         console.print(table(f"audit of {mask_password(url)}{placed}", checks, ["check", "count", "ids"]))
+        if since:
+            console.print(f"not with --since (all-time sums; run without it): {', '.join(ALL_TIME_CHECKS)}")
         console.print(
             f"[red]{failed} checks failed[/red]" if failed else f"[green]all {len(checks)} checks pass[/green]"
         )

@@ -15,6 +15,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from api.order_list import page_query
 from models.db import dispose_engines, engine_for
 from pipeline import saga
+from pipeline.audit import STOCK_CHECKS
 from scripts.fake_carrier import FakeCarrierServer
 from scripts.fake_stripe import FakeStripeServer
 from tests.edge_helpers import order_row
@@ -145,3 +146,11 @@ def test_a_page_filtered_by_status_reads_only_its_own_rows(history: str, client:
 
     wanted = 0 if status == "reserved" else PAGE + 1
     assert read <= 2 * wanted, f"{read} rows read for a page of {wanted}: {plan}"
+
+
+def test_the_audit_s_check_of_reserved_stock_reads_the_held_reservations_only(history: str) -> None:
+    check = STOCK_CHECKS["reserved stock disagrees with held reservations"]
+
+    read, plan = rows_read(history, check, {})
+
+    assert read == 1, f"{read} rows read for one product and no held reservation beside {HISTORY} settled: {plan}"
